@@ -1,0 +1,72 @@
+"""patchworks-async: the asyncio client for the Patchworks iPaaS.
+
+Push as much data into Patchworks as the account allows, as fast as it allows, never more,
+losing nothing and starting nothing twice::
+
+    from patchworks_async import PatchworksClient
+
+    async with PatchworksClient(api_key="...") as pw:
+        started = await pw.flows.start(101, 9001, {"orders": orders})
+"""
+
+from ._client import PatchworksClient
+from ._config import RateLimits, RetryPolicy
+from ._errors import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    OutcomeUnknownError,
+    PatchworksError,
+    PayloadError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    TimeoutError,
+    TransportError,
+    UnexpectedResponseError,
+    UnsupportedMediaTypeError,
+    ValidationError,
+)
+from ._http import RateLimitStatus
+from ._models import Flow, FlowRunStarted, FlowVersion
+from ._payload import encode_start_body, stringify_payload
+from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
+from ._version import __version__
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ConflictError",
+    "Flow",
+    "FlowRunStarted",
+    "FlowVersion",
+    "InProcessRateLimiter",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PatchworksClient",
+    "PatchworksError",
+    "PayloadError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RateLimitStatus",
+    "RateLimiter",
+    "RateLimits",
+    "RequestKind",
+    "RetryPolicy",
+    "ServerError",
+    "TimeoutError",
+    "TransportError",
+    "UnexpectedResponseError",
+    "UnsupportedMediaTypeError",
+    "ValidationError",
+    "__version__",
+    "encode_start_body",
+    "stringify_payload",
+]

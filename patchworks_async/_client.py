@@ -1,0 +1,242 @@
+"""``PatchworksClient``: configuration, life cycle, and the path from a call to the transport."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import quote
+
+import aiohttp
+
+from ._auth import ApiKeyAuth, Auth, LoginAuth
+from ._config import (
+    DEFAULT_CORE_URL,
+    DEFAULT_LOGIN_URL,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_START_URL,
+    DEFAULT_TIMEOUT,
+    RateLimits,
+    RetryPolicy,
+    check_base_url,
+    settings_from_env,
+)
+from ._errors import ConfigurationError
+from ._http import RateLimitStatus
+from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
+from ._transport import Transport
+from .resources.flows import Flows
+
+__all__ = ["PatchworksClient"]
+
+Service = Literal["core", "start"]
+
+
+class PatchworksClient:
+    """An asyncio client for the Patchworks API that keeps the account's rate limits.
+
+    Use one client for the lifetime of an application and share it between tasks::
+
+        async with PatchworksClient(api_key="...") as pw:
+            started = await pw.flows.start(101, 9001, {"orders": orders})
+
+    Args:
+        api_key: An API key, sent raw in ``Authorization``. Give this, or ``email`` and
+            ``password``, never both.
+        email: The login email, exchanged with ``password`` for a token at ``login_url``.
+        password: The login password.
+        core_url: The Core API (flows, runs, lookups).
+        start_url: The Start service (flow starts and manual initialise).
+        login_url: The login endpoint.
+        rate_limits: The account's limits, kept by the default in-process limiter.
+        limiter: A limiter to use instead (for example one shared across processes);
+            give it the limits, and do not pass ``rate_limits`` here too.
+        retry: How failures are retried.
+        timeout: Seconds one request may take, connecting and reading included.
+        max_body_bytes: The largest start body the client will send (8 MiB).
+        session: An ``aiohttp.ClientSession`` to borrow: used, never closed.
+
+    Raises:
+        ConfigurationError: the arguments are inconsistent or invalid. Base URLs must be
+            ``https://`` unless they point at a loopback host.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        email: str | None = None,
+        password: str | None = None,
+        core_url: str = DEFAULT_CORE_URL,
+        start_url: str = DEFAULT_START_URL,
+        login_url: str = DEFAULT_LOGIN_URL,
+        rate_limits: RateLimits | None = None,
+        limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._credentials = _check_credentials(api_key, email, password)
+        self.core_url = check_base_url("core_url", core_url)
+        self.start_url = check_base_url("start_url", start_url)
+        self.login_url = check_base_url("login_url", login_url)
+        if limiter is not None and rate_limits is not None:
+            raise ConfigurationError(
+                "pass rate_limits to the limiter you give, not to the client as well"
+            )
+        if limiter is not None and not isinstance(limiter, RateLimiter):
+            raise ConfigurationError("limiter must have async acquire(kind) and pause(seconds)")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigurationError(f"timeout must be a positive number of seconds: {timeout!r}")
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+            raise ConfigurationError(f"max_body_bytes must be an int: {max_body_bytes!r}")
+        if max_body_bytes <= 0:
+            raise ConfigurationError(f"max_body_bytes must be positive: {max_body_bytes!r}")
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise ConfigurationError("session must be an aiohttp.ClientSession")
+        self.rate_limits = rate_limits or RateLimits()
+        self.limiter: RateLimiter = limiter or InProcessRateLimiter(self.rate_limits)
+        self.retry = retry or RetryPolicy()
+        self.timeout = float(timeout)
+        self.max_body_bytes = max_body_bytes
+        self._borrowed_session = session
+        self._transport: Transport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self.flows = Flows(self)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
+        """A client configured from ``PATCHWORKS_*`` environment variables.
+
+        Reads ``PATCHWORKS_API_KEY``, ``PATCHWORKS_EMAIL``, ``PATCHWORKS_PASSWORD``,
+        ``PATCHWORKS_CORE_URL``, ``PATCHWORKS_START_URL`` and ``PATCHWORKS_LOGIN_URL``;
+        keyword arguments override them and pass anything else through.
+
+        Args:
+            environ: The mapping to read instead of ``os.environ``.
+            **overrides: Constructor arguments that win over the environment.
+        """
+        settings: dict[str, Any] = settings_from_env(os.environ if environ is None else environ)
+        settings.update(overrides)
+        return cls(**settings)
+
+    @property
+    def rate_limit(self) -> RateLimitStatus | None:
+        """The last ``X-RateLimit-*`` headers seen, or ``None`` before any."""
+        return self._transport.rate_limit if self._transport is not None else None
+
+    async def __aenter__(self) -> Self:
+        self._ready()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session the client created; a borrowed one is left open."""
+        self._closed = True
+        transport, self._transport = self._transport, None
+        if transport is not None and self._borrowed_session is None:
+            await transport.session.close()
+
+    def _ready(self) -> Transport:
+        """The transport, created on first use inside the running loop."""
+        if self._closed:
+            raise RuntimeError("this PatchworksClient is closed")
+        loop = asyncio.get_running_loop()
+        if self._transport is not None:
+            if self._loop is not loop:
+                raise RuntimeError(
+                    "this PatchworksClient is bound to the event loop it was first used in; "
+                    "create one client per event loop"
+                )
+            return self._transport
+        session = self._borrowed_session or aiohttp.ClientSession()
+        transport = Transport(
+            session=session,
+            auth=self._make_auth(),
+            limiter=self.limiter,
+            retry=self.retry,
+            timeout=self.timeout,
+        )
+        self._transport, self._loop = transport, loop
+        return transport
+
+    def _make_auth(self) -> Auth:
+        credentials = self._credentials
+        if credentials.kind == "api_key":
+            return ApiKeyAuth(credentials.secrets[0])
+        email, password = credentials.secrets
+
+        async def login() -> tuple[str, float]:
+            return await self._ready().login(self.login_url, email, password)
+
+        return LoginAuth(login)
+
+    async def _call(
+        self,
+        service: Service,
+        method: str,
+        path: Sequence[str | int],
+        *,
+        params: Sequence[tuple[str, str]] | None = None,
+        body: bytes | None = None,
+        kind: RequestKind = RequestKind.ORDINARY,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Build the URL from a service and path segments and send through the transport."""
+        base = self.core_url if service == "core" else self.start_url
+        url = base + "".join("/" + quote(str(segment), safe="") for segment in path)
+        return await self._ready().request(
+            method, url, params=params, body=body, kind=kind, idempotent=idempotent
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"PatchworksClient(auth={self._credentials.kind!r}, core_url={self.core_url!r}, "
+            f"start_url={self.start_url!r})"
+        )
+
+
+class _Credentials:
+    """The secrets, kept where no ``repr`` or traceback of locals prints them."""
+
+    __slots__ = ("kind", "secrets")
+
+    def __init__(self, kind: str, secrets: tuple[str, ...]) -> None:
+        self.kind = kind
+        self.secrets = secrets
+
+    def __repr__(self) -> str:
+        return f"<{self.kind} credentials>"
+
+
+def _check_credentials(
+    api_key: str | None, email: str | None, password: str | None
+) -> _Credentials:
+    """Exactly one of an API key or an email and password; messages never echo a secret."""
+    for name, value in (("api_key", api_key), ("email", email), ("password", password)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigurationError(f"{name} must be a non-empty string")
+    if api_key is not None and (email is not None or password is not None):
+        raise ConfigurationError("give either api_key or email and password, not both")
+    if api_key is not None:
+        return _Credentials("api_key", (api_key,))
+    if email is not None and password is not None:
+        return _Credentials("login", (email, password))
+    if email is not None or password is not None:
+        raise ConfigurationError("email and password must be given together")
+    raise ConfigurationError(
+        "no credentials: give api_key, or email and password "
+        "(PatchworksClient.from_env() reads PATCHWORKS_API_KEY or PATCHWORKS_EMAIL and "
+        "PATCHWORKS_PASSWORD)"
+    )

@@ -1,0 +1,130 @@
+"""Defaults and the small value objects that configure a client."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from attrs import field, frozen, validators
+
+from ._errors import ConfigurationError
+
+DEFAULT_CORE_URL = "https://core.wearepatchworks.com/api/v1"
+DEFAULT_START_URL = "https://start.wearepatchworks.com/api/v1"
+DEFAULT_LOGIN_URL = "https://svc-fabric.pwks.co/api/v1/login"
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+"""8 MiB: PHP's and nginx's ``8M``, the most the server is documented to take."""
+
+ENV_VARS = {
+    "api_key": "PATCHWORKS_API_KEY",
+    "email": "PATCHWORKS_EMAIL",
+    "password": "PATCHWORKS_PASSWORD",
+    "core_url": "PATCHWORKS_CORE_URL",
+    "start_url": "PATCHWORKS_START_URL",
+    "login_url": "PATCHWORKS_LOGIN_URL",
+}
+
+
+def _positive(instance: object, attribute: Any, value: float | None) -> None:
+    if value is not None and not value > 0:
+        raise ConfigurationError(f"{attribute.name} must be positive, not {value!r}")
+
+
+def _not_negative(instance: object, attribute: Any, value: float | None) -> None:
+    if value is not None and value < 0:
+        raise ConfigurationError(f"{attribute.name} must not be negative, not {value!r}")
+
+
+@frozen
+class RateLimits:
+    """The account's limits, which the client keeps so that the server never refuses it.
+
+    Args:
+        requests: Requests of any kind (retries included) allowed per window.
+        manual_starts: Manual initialise calls allowed per window.
+        starts: An optional cap on flow starts (queued and manual) per window, for tiers
+            that have one.
+        per: The window length in seconds. Tests and demos shrink it to seconds.
+        margin: Seconds added to the window to absorb network jitter: the client keeps at
+            most ``requests`` sends in any ``per + margin`` seconds. ``None`` means
+            ``per / 60`` (one second for a one-minute window), so a shrunken window keeps a
+            proportionate margin. Each second of margin costs about ``1 / per`` of the rate.
+    """
+
+    requests: int = field(default=240, validator=_positive)
+    manual_starts: int = field(default=10, validator=_positive)
+    starts: int | None = field(default=None, validator=_positive)
+    per: float = field(default=60.0, validator=_positive)
+    margin: float | None = field(default=None, validator=_not_negative)
+
+    @property
+    def span(self) -> float:
+        """The span in which at most ``requests`` sends may leave: ``per + margin``."""
+        return self.per + (self.per / 60.0 if self.margin is None else self.margin)
+
+
+@frozen
+class RetryPolicy:
+    """How failures are retried.
+
+    Args:
+        attempts: Tries in all for a retryable failure (1 means no retry). A 429 is not a
+            failure of the request and never uses up an attempt.
+        backoff_base: The first backoff in seconds; it doubles each try, with full jitter.
+            ``0`` makes retries instant, which is what test suites want.
+        backoff_max: The cap on one backoff, in seconds.
+        retry_ambiguous_starts: Resend a start whose outcome is unknown (timeout after
+            sending, dropped connection, 5xx). Off by default: it can start a flow twice.
+        max_rate_limited_waits: How many 429s in a row one request waits through before
+            :class:`RateLimitError` is raised; ``0`` raises on the first 429.
+    """
+
+    attempts: int = field(default=4, validator=_positive)
+    backoff_base: float = field(default=0.5, validator=_not_negative)
+    backoff_max: float = field(default=30.0, validator=_not_negative)
+    retry_ambiguous_starts: bool = field(default=False, validator=validators.instance_of(bool))
+    max_rate_limited_waits: int = field(default=10, validator=_not_negative)
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine (127.0.0.0/8, ::1, localhost)."""
+    name = host.strip("[]").lower()
+    if name in LOOPBACK_NAMES or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(name: str, url: str) -> str:
+    """Validate a base URL and return it without a trailing slash.
+
+    Credentials travel in every request, so plain ``http`` is refused except towards
+    loopback hosts, where the fake server and tests live.
+    """
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError(f"{name} must be a non-empty URL string")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{name} must be an http(s) URL with a host, not {url!r}")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ConfigurationError(
+            f"{name} must use https:// (plain http is allowed only for loopback hosts): {url!r}"
+        )
+    if parts.username or parts.password:
+        raise ConfigurationError(f"{name} must not embed credentials")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"{name} must not have a query or fragment: {url!r}")
+    return url.rstrip("/")
+
+
+def settings_from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The client arguments found in ``environ``; empty variables count as unset."""
+    return {arg: environ[var] for arg, var in ENV_VARS.items() if environ.get(var)}

@@ -1,0 +1,252 @@
+"""Keeping the account's rate limits so that the server never has to refuse a request.
+
+The server counts requests in a Laravel fixed window that opens at the first request and
+lasts ``per`` seconds. A client that bursts its whole budget and then refills at the average
+rate (``aiolimiter.AsyncLimiter(240, 60)``) sends up to twice the limit inside one server
+window. What is safe is a *sliding log*: at most ``requests`` sends in any ``per + margin``
+seconds, the margin absorbing network jitter between our send and the server's count. On top
+of the log, a GCRA pacer spreads sustained load evenly and allows only a small burst after
+idling.
+
+Each bucket (global, manual initialise, optional starts) is a :class:`_Window`: the log plus
+the pacer, and a count of *held* slots, granted to a waiter that has not sent yet. Held slots
+count as sends made now, so the guarantee is exact, and a waiter cancelled before it sends
+gives its slot back: cancellation never leaks capacity. A manual initialise first holds a
+manual slot, then queues for a global slot *ahead of* ordinary requests, so a call waiting on
+the 10-a-minute bucket never holds one of the 240, and the log records manual sends when they
+really leave rather than when their token was taken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import heapq
+import itertools
+import math
+from collections import deque
+from typing import Protocol, runtime_checkable
+
+from ._config import RateLimits
+
+__all__ = ["InProcessRateLimiter", "RateLimiter", "RequestKind"]
+
+
+class RequestKind(enum.Enum):
+    """What a request is, which decides the buckets it draws from."""
+
+    ORDINARY = "ordinary"
+    """Any request: one global token."""
+    START = "start"
+    """A queued flow start: a starts token (when a starts cap is set), then a global one."""
+    MANUAL = "manual"
+    """A manual initialise: a manual token and a starts token, then a global one."""
+
+
+@runtime_checkable
+class RateLimiter(Protocol):
+    """What the client needs from a rate limiter; pass your own as ``limiter=``.
+
+    An implementation may share its budget across processes (a Redis-backed one is planned).
+    Both methods are called from the client's event loop.
+    """
+
+    async def acquire(self, kind: RequestKind) -> None:
+        """Return when one request of ``kind`` may be sent, immediately.
+
+        Must be cancellation-safe: a caller cancelled while waiting gives back whatever it
+        had taken, and the request will not be sent.
+        """
+        ...
+
+    async def pause(self, seconds: float) -> None:
+        """The server answered 429: let nothing be sent for ``seconds`` from now."""
+        ...
+
+
+class _Window:
+    """One bucket: at most ``capacity`` sends in any ``span`` seconds, evenly paced.
+
+    Pure bookkeeping on times passed in by the caller, so it can be tested without a loop.
+    """
+
+    __slots__ = ("_held", "_log", "_tat", "burst", "capacity", "interval", "span")
+
+    def __init__(self, capacity: int, span: float, burst: int) -> None:
+        self.capacity = capacity
+        self.span = span
+        self.interval = span / capacity
+        self.burst = max(1, min(burst, capacity))
+        self._log: deque[float] = deque()
+        self._held = 0
+        self._tat = -math.inf  # GCRA's theoretical arrival time of the next send
+
+    def ready_at(self, now: float) -> float:
+        """The earliest time (``>= now``) a slot can be granted; ``inf`` until a commit."""
+        log = self._log
+        while log and log[0] <= now - self.span:
+            log.popleft()
+        at = max(now, self._tat - (self.burst - 1) * self.interval)
+        over = len(log) + self._held - self.capacity
+        if over >= 0:
+            if over >= len(log):
+                return math.inf  # only held slots fill the log: wait for them to commit
+            at = max(at, log[over] + self.span)
+        return at
+
+    def reserve(self, now: float) -> None:
+        """Hold a slot for a waiter; it counts as a send made now."""
+        self._tat = max(self._tat, now) + self.interval
+        self._held += 1
+
+    def commit(self, now: float) -> None:
+        """The holder is sending now: log the send at its true time."""
+        self._held -= 1
+        self._log.append(now)
+
+    def release(self) -> None:
+        """The holder will not send (it was cancelled): give the slot back."""
+        self._held -= 1
+        self._tat -= self.interval
+
+
+class _Gate:
+    """Grants a :class:`_Window`'s slots to waiters in (priority, arrival) order.
+
+    One timer at most, set for the moment the first waiter can be served; no polling.
+    """
+
+    __slots__ = ("_counter", "_loop", "_timer", "_waiters", "not_before", "window")
+
+    def __init__(self, window: _Window, loop: asyncio.AbstractEventLoop) -> None:
+        self.window = window
+        self.not_before = -math.inf  # a pause: nothing granted before this loop time
+        self._loop = loop
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._counter = itertools.count()
+
+    def _ready_at(self, now: float) -> float:
+        return max(self.window.ready_at(now), self.not_before)
+
+    async def hold(self, priority: int) -> None:
+        """Wait until a slot is held for the caller; on cancellation nothing stays held."""
+        now = self._loop.time()
+        if not self._waiters and self._ready_at(now) <= now:
+            self.window.reserve(now)
+            return
+        future: asyncio.Future[None] = self._loop.create_future()
+        heapq.heappush(self._waiters, (priority, next(self._counter), future))
+        self.wake()
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.window.release()  # granted, but cancelled before it could run
+            self.wake()
+            raise
+
+    def wake(self) -> None:
+        """Serve every waiter that can be served now and set the timer for the next one."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiters = self._waiters
+        while waiters:
+            if waiters[0][2].done():  # cancelled while waiting
+                heapq.heappop(waiters)
+                continue
+            now = self._loop.time()
+            at = self._ready_at(now)
+            if at > now:
+                if at != math.inf:
+                    self._timer = self._loop.call_at(at, self.wake)
+                return
+            _, _, future = heapq.heappop(waiters)
+            self.window.reserve(now)
+            future.set_result(None)
+
+
+class InProcessRateLimiter:
+    """The default limiter: keeps :class:`RateLimits` for every request of one process.
+
+    Share one instance between clients of the same account in the same event loop to give
+    them one budget. It binds to the event loop on first use (never at construction), so it
+    can be built anywhere; using it from a second live loop is an error.
+
+    Args:
+        rate_limits: The limits to keep; the defaults are the account's documented ones.
+        burst: How many requests may leave at once after idling; ``None`` means
+            ``requests // 30`` (8 for 240 a minute). Under sustained load sends are evenly
+            spaced, ``(per + margin) / requests`` apart.
+    """
+
+    def __init__(self, rate_limits: RateLimits | None = None, *, burst: int | None = None) -> None:
+        self.rate_limits = rate_limits or RateLimits()
+        self._burst = burst
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._global: _Gate
+        self._manual: _Gate
+        self._starts: _Gate | None
+
+    def _bind(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return loop
+        if self._loop is not None and not self._loop.is_closed():
+            raise RuntimeError(
+                "this rate limiter is bound to another event loop; create one per loop"
+            )
+        limits = self.rate_limits
+        span = limits.span
+        burst = self._burst if self._burst is not None else max(1, limits.requests // 30)
+        self._global = _Gate(_Window(limits.requests, span, burst), loop)
+        self._manual = _Gate(_Window(limits.manual_starts, span, 1), loop)
+        self._starts = (
+            _Gate(_Window(limits.starts, span, max(1, limits.starts // 30)), loop)
+            if limits.starts
+            else None
+        )
+        self._loop = loop
+        return loop
+
+    def _class_gates(self, kind: RequestKind) -> list[_Gate]:
+        gates: list[_Gate] = []
+        if kind is RequestKind.MANUAL:
+            gates.append(self._manual)
+        if kind is not RequestKind.ORDINARY and self._starts is not None:
+            gates.append(self._starts)
+        return gates
+
+    async def acquire(self, kind: RequestKind = RequestKind.ORDINARY) -> None:
+        """Return when a request of ``kind`` may be sent; see :class:`RateLimiter`."""
+        loop = self._bind()
+        held: list[_Gate] = []
+        try:
+            for gate in self._class_gates(kind):
+                await gate.hold(priority=0)
+                held.append(gate)
+            priority = 0 if held else 1
+            while True:
+                await self._global.hold(priority)
+                now = loop.time()
+                if now >= self._global.not_before:
+                    break
+                # A 429 arrived between the grant and this task running: queue again.
+                self._global.window.release()
+                self._global.wake()
+        except asyncio.CancelledError:
+            for gate in held:
+                gate.window.release()
+                gate.wake()
+            raise
+        for gate in (self._global, *held):
+            gate.window.commit(now)
+            gate.wake()
+
+    async def pause(self, seconds: float) -> None:
+        """Send nothing for ``seconds`` from now (a 429 was seen)."""
+        loop = self._bind()
+        gate = self._global
+        gate.not_before = max(gate.not_before, loop.time() + seconds)
+        gate.wake()

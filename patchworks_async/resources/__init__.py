@@ -1,0 +1,1 @@
+"""One module per API resource; each is a thin layer over ``PatchworksClient._call``."""

@@ -1,0 +1,11 @@
+"""Test helpers for code that talks to Patchworks: a faithful fake server.
+
+``FakePatchworks`` serves the documented Patchworks API (auth, flows, start and manual
+initialise, Laravel's throttle, error bodies) on loopback over real sockets, with switches
+to inject the failures a client must survive. It depends only on aiohttp and attrs, so it
+can be used from any test suite, with or without the client in this package.
+"""
+
+from ._fake import FakePatchworks, Fault, ReceivedRequest, StartedRun
+
+__all__ = ["FakePatchworks", "Fault", "ReceivedRequest", "StartedRun"]

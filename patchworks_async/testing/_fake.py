@@ -1,0 +1,1039 @@
+"""``FakePatchworks``: an in-process stand-in for the Patchworks API, served over real sockets.
+
+The real services cannot be reached from a test run, and mocking the HTTP layer would hide
+exactly the behaviour a rate-limited client must get right (arrival times, connection reuse,
+dropped connections, 429s carrying headers). So this module serves an ``aiohttp.web``
+application on loopback that answers like the documented API: the same URLs and auth
+schemes, the same error bodies, Laravel's fixed-window throttle (see ``_throttle``), and
+switches to inject the failures a client must survive without starting a flow twice.
+
+Every request is checked in the order the real stack would apply, so that status codes
+and throttle accounting match:
+
+1. arrival latency (models network delay, so it happens before anything is counted);
+2. injected faults that act *before* processing (a proxy or load balancer failing);
+3. body size, like nginx's ``client_max_body_size`` (413, not counted);
+4. authentication (401, not counted); the login route skips 4 to 6;
+5. throttles, global then manual then starts (429, not counted by the refusing throttle);
+6. ``Content-Type`` of a request with a body (415, counted);
+7. route logic and validation (200, 400, 404, 422);
+8. injected faults that act *after* processing (the work is done, the reply is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import math
+import random
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, Final, Literal, NoReturn, Self, TypeAlias
+
+import attrs
+from aiohttp import web
+
+from ._throttle import FixedWindowThrottle, Limit, Verdict, whole_second_retry_after
+
+__all__ = ["FakePatchworks", "Fault", "ReceivedRequest", "RouteKind", "StartedRun"]
+
+RouteKind: TypeAlias = Literal["core", "start", "manual", "login"]
+"""Which part of the API a request is aimed at; used to target injected faults."""
+
+_ROUTE_KINDS: Final = frozenset({"core", "start", "manual", "login"})
+_RUN_ID_KEYS: Final = ("flow_run_id", "run_id", "id", "data.id", "data.flow_run_id")
+_FIRST_RUN_ID: Final = 500001
+_SEED_TIMESTAMP: Final = "2026-01-01T00:00:00.000000Z"
+_DEFAULT_USERS: Final[Mapping[str, str]] = MappingProxyType(
+    {"user@example.com": "correct horse battery staple"}
+)
+#: Seconds aiohttp waits for in-flight handlers on close; sleeps are cut short anyway.
+_SHUTDOWN_TIMEOUT: Final = 0.25
+#: Seconds a dropping handler waits for aiohttp to cancel it after the transport closed.
+_DROP_GRACE: Final = 1.0
+#: Status recorded in ``ReceivedRequest`` when the connection was dropped without a reply.
+DROPPED: Final = 0
+
+_MSG_TOO_LARGE: Final = (
+    "The payload is too large. Reduce the payload size by splitting the data and "
+    "sending over multiple calls."
+)
+_BAD_GATEWAY_HTML: Final = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+_DIGITS: Final = re.compile(r"[0-9]+")
+
+
+class Fault(enum.StrEnum):
+    """Failures that ``FakePatchworks.inject`` can make the next requests suffer.
+
+    ``*_BEFORE`` faults hit before anything is processed or counted (a proxy failing in
+    front of the service): a start is NOT recorded. ``*_AFTER`` faults hit once the request
+    has been processed (a start IS recorded) and only the reply is lost or late: the case
+    where a client that blindly retries would start a flow twice.
+
+    Note that aiohttp's client silently retries an idempotent request (GET, PUT, DELETE...)
+    once when the connection drops, so a single ``DROP_*`` on a GET is invisible to it
+    (both attempts appear in ``received``); POST, as used to start flows, is not retried.
+    """
+
+    UNAVAILABLE_BEFORE = "unavailable_before"
+    """503 ``{"message": "Service Unavailable"}``, nothing processed."""
+    HTML_ERROR_BEFORE = "html_error_before"
+    """502 with an nginx-style HTML page (``text/html``), nothing processed."""
+    DROP_BEFORE = "drop_before"
+    """The connection is closed without any response, nothing processed."""
+    SERVER_ERROR_AFTER = "server_error_after"
+    """Processed, then 500 ``{"message": "Server Error"}``."""
+    DROP_AFTER = "drop_after"
+    """Processed, then the connection is closed without any response."""
+    SLOW_AFTER = "slow_after"
+    """Processed, then the real response is delayed by ``FakePatchworks.slow_seconds``."""
+
+    @property
+    def acts_before(self) -> bool:
+        """True if the fault fires before the request is processed or counted."""
+        return self.value.endswith("_before")
+
+
+@attrs.frozen
+class ReceivedRequest:
+    """One request that reached the fake, whatever its fate.
+
+    Attributes:
+        method: HTTP method.
+        path: URL path, without the query string.
+        query: Query parameters (first value of each).
+        headers: Request headers with their names as sent (last value of each); use
+            ``header()`` for a case-insensitive lookup.
+        body: Request body (for a 413, only the first ``max_body_bytes + 1`` bytes).
+        status: Status sent back, or ``DROPPED`` (0) if the connection was dropped.
+        at: ``time.monotonic()`` when the request had fully arrived (after the simulated
+            latency and the body): the instant the throttle counted it.
+        route: The part of the API it targeted (``"core"``, ``"start"``, ``"manual"``,
+            ``"login"``), or None for paths outside the API.
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    status: int
+    at: float
+    route: RouteKind | None = None
+
+    def header(self, name: str) -> str | None:
+        """Return the value of header ``name``, matched case-insensitively, or None."""
+        wanted = name.lower()
+        for key, value in self.headers.items():
+            if key.lower() == wanted:
+                return value
+        return None
+
+    def json(self) -> Any:
+        """Return the body decoded as JSON (raises ``ValueError`` if it is not JSON)."""
+        return json.loads(self.body)
+
+
+@attrs.frozen
+class StartedRun:
+    """A flow run the fake accepted (and would have queued) on a start or manual route.
+
+    Attributes:
+        run_id: The run id sent back in the reply.
+        flow_id: The flow started.
+        version_id: The version started (the deployed one when the URL omitted it).
+        payload: The ``payload`` string exactly as received (not trimmed).
+        manual: True for the manual-initialise route, False for start.
+        flow_variables: The ``flow_variables`` field if sent (object or list), else None.
+        virtual_environment_id: The ``virtual_environment_id`` field if sent, else None.
+        received_at: ``time.monotonic()`` when the request arrived (after latency).
+    """
+
+    run_id: int
+    flow_id: int
+    version_id: int
+    payload: str
+    manual: bool
+    flow_variables: dict[str, Any] | list[Any] | None
+    virtual_environment_id: int | None
+    received_at: float
+
+
+@attrs.define
+class _Injection:
+    """A pending fault and how many more matching requests it will hit."""
+
+    fault: Fault
+    remaining: int
+    route: RouteKind | None
+
+
+@attrs.frozen
+class _Route:
+    """One API route: which method and path it answers and which handler runs it."""
+
+    method: str
+    pattern: re.Pattern[str]
+    kind: RouteKind
+    handler: str
+
+
+_ROUTES: Final = (
+    _Route("POST", re.compile(r"/fabric/api/v1/login"), "login", "login"),
+    _Route("GET", re.compile(r"/core/api/v1/flows/(?P<flow_id>[^/]+)"), "core", "get_flow"),
+    _Route(
+        "POST",
+        re.compile(r"/start/api/v1/flows/(?P<flow_id>[^/]+)/start(?:/(?P<version_id>[^/]+))?"),
+        "start",
+        "start_flow",
+    ),
+    _Route(
+        "POST",
+        re.compile(r"/start/api/v1/flows/(?P<flow_id>[^/]+)/manual(?:/(?P<version_id>[^/]+))?"),
+        "manual",
+        "start_flow",
+    ),
+)
+
+
+@attrs.frozen
+class _Match:
+    """The router's answer: a route and its path parameters, or a 404/405 status."""
+
+    route: _Route | None
+    params: Mapping[str, str] = attrs.field(factory=dict)
+    status: int = 200
+    allow: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class _Call:
+    """What every step of the pipeline needs to know about the request being handled."""
+
+    request: web.Request
+    body: bytes
+    kind: RouteKind | None
+    at: float
+
+
+@attrs.frozen
+class _Outcome:
+    """The response decided by steps 3 to 7, and whether after-faults may apply."""
+
+    response: web.Response
+    processed: bool = False
+    verdict: Verdict | None = None
+
+
+def _match_route(method: str, path: str) -> _Match:
+    """Find the route for ``method`` and ``path``; 405 if only the method is wrong."""
+    path = path.rstrip("/") or "/"
+    allow: list[str] = []
+    for route in _ROUTES:
+        found = route.pattern.fullmatch(path)
+        if found is None:
+            continue
+        if route.method == method:
+            params = {k: v for k, v in found.groupdict().items() if v is not None}
+            return _Match(route, params)
+        allow.append(route.method)
+    if allow:
+        return _Match(None, status=405, allow=tuple(allow))
+    return _Match(None, status=404)
+
+
+def _kind_of_path(path: str) -> RouteKind | None:
+    """Classify a path by service, so faults can target paths that match no route too."""
+    if path.startswith("/fabric/"):
+        return "login"
+    if path.startswith("/core/"):
+        return "core"
+    if path.startswith("/start/"):
+        return "manual" if "/manual" in path else "start"
+    return None
+
+
+def _json(status: int, data: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    """Build a JSON response (Laravel always answers the API in JSON)."""
+    return web.json_response(data, status=status, headers=headers)
+
+
+def _message(status: int, message: str) -> web.Response:
+    """Build the ``{"message": ...}`` error body every Patchworks error uses."""
+    return _json(status, {"message": message})
+
+
+def _validation_error(errors: Mapping[str, list[str]]) -> web.Response:
+    """Build a 422 in Laravel's format, including its "(and N more errors)" summary."""
+    messages = [m for field_messages in errors.values() for m in field_messages]
+    message = messages[0]
+    if len(messages) > 1:
+        more = len(messages) - 1
+        message += f" (and {more} more error{'s' if more > 1 else ''})"
+    return _json(422, {"message": message, "errors": dict(errors)})
+
+
+def _rate_headers(verdict: Verdict) -> dict[str, str]:
+    """Headers Laravel adds to every response its throttle admitted."""
+    return {
+        "X-RateLimit-Limit": str(verdict.limit),
+        "X-RateLimit-Remaining": str(verdict.remaining),
+    }
+
+
+def _parse_object(body: bytes) -> dict[str, Any] | None:
+    """Decode a JSON object body; an empty body is an empty object, anything else None."""
+    if not body:
+        return {}
+    try:
+        parsed = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _as_id(raw: str | None) -> int | None:
+    """Parse a path segment as a non-negative integer id, or None."""
+    if raw is None or _DIGITS.fullmatch(raw) is None:
+        return None
+    return int(raw)
+
+
+def _whole(value: float) -> int | float:
+    """Return ``value`` as an int when it is whole (``expires_in: 86400``, not 86400.0)."""
+    return int(value) if float(value).is_integer() else value
+
+
+def _payload_error(payload: Any) -> str | None:
+    """Laravel's ``required|string`` rule, after TrimStrings and ConvertEmptyStringsToNull."""
+    if payload is None or (isinstance(payload, str) and not payload.strip()):
+        return "The payload field is required."
+    if not isinstance(payload, str):
+        return "The payload field must be a string."
+    return None
+
+
+def _virtual_environment(value: Any) -> tuple[int | None, str | None]:
+    """Laravel's ``nullable|integer`` rule: ints and digit strings pass."""
+    if value is None:
+        return None, None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value, None
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        return int(value), None
+    return None, "The virtual environment id field must be an integer."
+
+
+def _flow_variables(value: Any) -> tuple[dict[str, Any] | list[Any] | None, str | None]:
+    """Laravel's ``nullable|array`` rule: a JSON object or list."""
+    if value is None or isinstance(value, dict | list):
+        return value, None
+    return None, "The flow variables field must be an array."
+
+
+def _check_latency(value: float | tuple[float, float]) -> float | tuple[float, float]:
+    """Validate a latency setting: a delay >= 0 or a (min, max) range for uniform jitter."""
+    if isinstance(value, tuple):
+        low, high = value
+        if not 0 <= low <= high:
+            raise ValueError(f"latency range must satisfy 0 <= min <= max, got {value!r}")
+        return (float(low), float(high))
+    if not value >= 0:
+        raise ValueError(f"latency must be >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_int(name: str, value: int, *, minimum: int = 1) -> int:
+    """Refuse non-integers (and bools) and values below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+def _check_run_id_key(value: str) -> str:
+    """Refuse a run id location the real API has not been seen to use."""
+    if value not in _RUN_ID_KEYS:
+        raise ValueError(f"run_id_key must be one of {_RUN_ID_KEYS}, got {value!r}")
+    return value
+
+
+def _check_positive(name: str, value: float) -> float:
+    """Refuse durations that are not finite and strictly positive."""
+    if not value > 0 or math.isinf(value):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+async def _read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:
+    """Read the whole body, keeping at most ``limit + 1`` bytes in memory.
+
+    The rest is drained rather than left unread so the client always gets its 413
+    instead of a reset while it is still sending.
+
+    Returns:
+        The kept bytes, and whether the body was larger than ``limit``.
+    """
+    kept = bytearray()
+    total = 0
+    async for chunk in request.content.iter_any():
+        total += len(chunk)
+        room = limit + 1 - len(kept)
+        if room > 0:
+            kept += chunk[:room]
+    return bytes(kept), total > limit
+
+
+class FakePatchworks:
+    """A Patchworks API look-alike served on loopback, for tests, benchmarks and demos.
+
+    Use it as ``async with FakePatchworks() as fake:`` then point a client at
+    ``fake.urls`` with ``fake.api_key`` (or ``fake.email`` / ``fake.password``). Everything
+    the fake saw is in ``received``, every run it accepted in ``starts``; ``inject``
+    arms failures. All state lives on the instance; nothing touches an event loop until
+    ``start()``.
+
+    The server is single-use: once closed it cannot be started again.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_keys: Iterable[str] = ("test-api-key",),
+        users: Mapping[str, str] = _DEFAULT_USERS,
+        token_ttl: float = 86400.0,
+        requests_per_window: int = 240,
+        manual_per_window: int = 10,
+        starts_per_window: int | None = None,
+        window: float = 60.0,
+        max_body_bytes: int = 8 * 1024 * 1024,
+        latency: float | tuple[float, float] = 0.0,
+        run_id_key: str = "flow_run_id",
+        seed: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        """Configure the fake; the server only starts with ``start()`` or ``async with``.
+
+        Args:
+            api_keys: Keys accepted raw in ``Authorization`` (the first is ``api_key``).
+            users: email -> password accepted by the login route (the first is
+                ``email`` / ``password``).
+            token_ttl: Seconds a login token lives (also the ``expires_in`` sent).
+            requests_per_window: The account-wide throttle, shared by every API route.
+            manual_per_window: The extra throttle on the manual-initialise route.
+            starts_per_window: Optional tier cap on start + manual requests.
+            window: Length in seconds of every throttle window.
+            max_body_bytes: Largest request body accepted; one byte more is a 413.
+            latency: Arrival delay in seconds, fixed or ``(min, max)`` uniform jitter.
+            run_id_key: Where the run id goes in a start reply: one of ``flow_run_id``,
+                ``run_id``, ``id``, ``data.id``, ``data.flow_run_id`` (the real key is
+                undocumented, so clients must cope with each).
+            seed: Seed of the jitter RNG, for reproducible arrival times.
+            host: Interface to listen on.
+            port: Port to listen on; 0 picks a free one.
+
+        Raises:
+            TypeError: If ``api_keys`` is a bare string (a common slip).
+            ValueError: On an empty key or user list or an out-of-range setting.
+        """
+        _check_run_id_key(run_id_key)
+        if isinstance(api_keys, str):
+            raise TypeError("api_keys must be an iterable of keys, not a single string")
+        self._api_keys: tuple[str, ...] = tuple(api_keys)
+        self._users: dict[str, str] = dict(users)
+        if not self._api_keys or not self._users:
+            raise ValueError("at least one API key and one user are required")
+        self.token_ttl: float = _check_positive("token_ttl", token_ttl)
+        self.max_body_bytes: int = _check_int("max_body_bytes", max_body_bytes, minimum=0)
+        self._run_id_key = run_id_key
+        self.slow_seconds: float = 5.0
+        self._latency = _check_latency(latency)
+        self._rng = random.Random(seed)
+        self._host = host
+        self._port = port
+        self._limits = self._build_limits(
+            requests_per_window, manual_per_window, starts_per_window, window
+        )
+        self._throttle = FixedWindowThrottle()
+        self._tokens: dict[str, float] = {}
+        self._injections: list[_Injection] = []
+        self._next_run_id = _FIRST_RUN_ID
+        self._runner: web.AppRunner | None = None
+        self._closing: asyncio.Event | None = None
+        self._base_url: str | None = None
+        self._used = False
+
+        self.flows: dict[int, dict[str, Any]] = {}
+        self.versions: dict[int, dict[str, Any]] = {}
+        self.received: list[ReceivedRequest] = []
+        self.starts: list[StartedRun] = []
+        self.throttled: int = 0
+        self.throttled_by: dict[str, int] = {}
+        self.login_count: int = 0
+        self._handlers: dict[str, Callable[[_Call, Mapping[str, str]], web.Response]] = {
+            "get_flow": self._get_flow,
+            "start_flow": self._start_flow,
+        }
+        self.add_flow(
+            "Orders to ERP",
+            id=101,
+            versions=(9001, 9002),
+            deployed_version=9001,
+            description="Demo flow",
+        )
+        self.app: web.Application = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self._handle)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Start serving on ``host``:``port`` and fill in the URLs.
+
+        Raises:
+            RuntimeError: If the fake was already started (it is single-use).
+        """
+        if self._used:
+            raise RuntimeError("FakePatchworks is single-use: it was already started")
+        self._used = True
+        self._closing = asyncio.Event()
+        # handler_cancellation: a client that gives up must not leave handlers running.
+        runner = web.AppRunner(
+            self.app,
+            handler_cancellation=True,
+            shutdown_timeout=_SHUTDOWN_TIMEOUT,
+            access_log=None,
+        )
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self._host, self._port).start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        port = runner.addresses[0][1]
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        self._base_url = f"http://{host}:{port}"
+
+    async def close(self) -> None:
+        """Stop serving; in-flight delays are cut short so closing never hangs."""
+        if self._closing is not None:
+            self._closing.set()
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ public state
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port`` of the running server.
+
+        Raises:
+            RuntimeError: If the server has not been started.
+        """
+        if self._base_url is None:
+            raise RuntimeError("FakePatchworks is not started: use 'async with' or start()")
+        return self._base_url
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on (the real one when constructed with port=0)."""
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    @property
+    def core_url(self) -> str:
+        """Base URL of the Core API service."""
+        return f"{self.base_url}/core/api/v1"
+
+    @property
+    def start_url(self) -> str:
+        """Base URL of the Start service (start and manual initialise)."""
+        return f"{self.base_url}/start/api/v1"
+
+    @property
+    def login_url(self) -> str:
+        """Full URL of the login route."""
+        return f"{self.base_url}/fabric/api/v1/login"
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """``core_url``, ``start_url`` and ``login_url``, ready to pass as keyword arguments."""
+        return {"core_url": self.core_url, "start_url": self.start_url, "login_url": self.login_url}
+
+    @property
+    def api_key(self) -> str:
+        """The first configured API key."""
+        return self._api_keys[0]
+
+    @property
+    def email(self) -> str:
+        """The first configured user's email."""
+        return next(iter(self._users))
+
+    @property
+    def password(self) -> str:
+        """The first configured user's password."""
+        return self._users[self.email]
+
+    @property
+    def latency(self) -> float | tuple[float, float]:
+        """Arrival delay: seconds, or a ``(min, max)`` range for uniform jitter. Settable."""
+        return self._latency
+
+    @latency.setter
+    def latency(self, value: float | tuple[float, float]) -> None:
+        self._latency = _check_latency(value)
+
+    @property
+    def run_id_key(self) -> str:
+        """Where start replies put the run id (settable, e.g. ``"data.id"``)."""
+        return self._run_id_key
+
+    @run_id_key.setter
+    def run_id_key(self, value: str) -> None:
+        self._run_id_key = _check_run_id_key(value)
+
+    def add_flow(
+        self,
+        name: str,
+        *,
+        versions: Iterable[int] = (),
+        deployed_version: int | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Seed a flow (and its versions) that the API will then serve and start.
+
+        Args:
+            name: The flow's name.
+            versions: Version ids to create, oldest first; empty creates one with a fresh id.
+            deployed_version: The version id that runs when a start omits the version;
+                None leaves the flow undeployed (such starts get a 422).
+            **fields: Extra or overriding flow fields (``description``, ``enabled_at``...);
+                ``id`` picks the flow id instead of the next free one.
+
+        Returns:
+            The stored flow dict (the same object as ``flows[id]``).
+
+        Raises:
+            ValueError: If an id is already used or ``deployed_version`` is not one of
+                ``versions``.
+        """
+        flow_id = int(fields.pop("id", max(self.flows, default=100) + 1))
+        version_ids = list(versions) or [max(self.versions, default=9000) + 1]
+        self._check_new_flow(flow_id, version_ids, deployed_version)
+        flow: dict[str, Any] = {
+            "id": flow_id,
+            "name": name,
+            "description": None,
+            "enabled_at": _SEED_TIMESTAMP,
+            "created_at": _SEED_TIMESTAMP,
+            "updated_at": _SEED_TIMESTAMP,
+            "deployed_version_id": deployed_version,
+            **fields,
+        }
+        self.flows[flow_id] = flow
+        for number, version_id in enumerate(version_ids, start=1):
+            self.versions[version_id] = {
+                "id": version_id,
+                "flow_id": flow_id,
+                "version": number,
+                "created_at": _SEED_TIMESTAMP,
+                "updated_at": _SEED_TIMESTAMP,
+            }
+        return flow
+
+    def inject(self, fault: Fault, *, times: int = 1, route: RouteKind | None = None) -> None:
+        """Make the next ``times`` requests matching ``route`` suffer ``fault``.
+
+        Injections of the same phase (before/after) are consumed in the order they were
+        made. Before-faults are consumed on arrival; after-faults only by requests that
+        got past auth and the throttle (or reached the login logic).
+
+        Args:
+            fault: What goes wrong.
+            times: How many matching requests it hits.
+            route: ``"start"``, ``"manual"``, ``"core"``, ``"login"``, or None for any.
+
+        Raises:
+            ValueError: On an unknown route or ``times < 1``.
+        """
+        if route is not None and route not in _ROUTE_KINDS:
+            raise ValueError(f"route must be one of {sorted(_ROUTE_KINDS)} or None, got {route!r}")
+        _check_int("times", times)
+        self._injections.append(_Injection(Fault(fault), times, route))
+
+    def clear_faults(self) -> None:
+        """Disarm every pending injected fault."""
+        self._injections.clear()
+
+    def revoke_tokens(self) -> None:
+        """Invalidate every login token issued so far (API keys stay valid)."""
+        self._tokens.clear()
+
+    def reset_records(self) -> None:
+        """Clear ``received``, ``starts`` and the counters; throttle windows are kept."""
+        self.received.clear()
+        self.starts.clear()
+        self.throttled = 0
+        self.throttled_by.clear()
+        self.login_count = 0
+
+    def reset_throttle(self) -> None:
+        """Close every throttle window, as if the server's cache had been flushed."""
+        self._throttle.reset()
+
+    # ------------------------------------------------------------------ pipeline
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        """Run one request through the checks in the order the real stack applies them."""
+        await self._pause(self._sample_latency())
+        body, oversize = await _read_body(request, self.max_body_bytes)
+        # The server acts once the whole request is in: that instant is its arrival.
+        arrived = time.monotonic()
+        call = _Call(request=request, body=body, kind=_kind_of_path(request.path), at=arrived)
+        fault = self._take_fault(call.kind, before=True)
+        if fault is not None:
+            return await self._fire_before(call, fault)
+        outcome = self._process(call, oversize)
+        if outcome.processed:
+            fault = self._take_fault(call.kind, before=False)
+            if fault is not None:
+                return await self._fire_after(call, fault, outcome)
+        self._record(call, outcome.response.status)
+        return outcome.response
+
+    def _process(self, call: _Call, oversize: bool) -> _Outcome:
+        """Steps 3 to 7: size, routing, auth, throttle, media type, route logic."""
+        if oversize:
+            return _Outcome(_message(413, _MSG_TOO_LARGE))
+        match = _match_route(call.request.method, call.request.path)
+        if match.route is None:
+            return _Outcome(self._no_route(match))
+        if match.route.kind == "login":
+            return _Outcome(self._login(call), processed=True)
+        if not self._authenticated(call.request.headers.get("Authorization")):
+            return _Outcome(_message(401, "Unauthenticated."))
+        verdict = self._throttle.attempt(self._limits_for(match.route.kind), call.at)
+        if not verdict.allowed:
+            return _Outcome(self._too_many(verdict))
+        if call.body and call.request.content_type.lower() != "application/json":
+            response = _message(415, "Unsupported Media Type")
+        else:
+            response = self._handlers[match.route.handler](call, match.params)
+        response.headers.update(_rate_headers(verdict))
+        return _Outcome(response, processed=True, verdict=verdict)
+
+    @staticmethod
+    def _no_route(match: _Match) -> web.Response:
+        """JSON 404/405 like Laravel's, instead of aiohttp's HTML pages."""
+        if match.status == 405:
+            return _json(405, {"message": "Method Not Allowed"}, {"Allow": ", ".join(match.allow)})
+        return _message(404, "Not Found")
+
+    def _record(self, call: _Call, status: int) -> None:
+        """Append the request to ``received`` with the status it got."""
+        request = call.request
+        self.received.append(
+            ReceivedRequest(
+                method=request.method,
+                path=request.path,
+                query=dict(request.query),
+                headers={str(k): v for k, v in request.headers.items()},
+                body=call.body,
+                status=status,
+                at=call.at,
+                route=call.kind,
+            )
+        )
+
+    # ------------------------------------------------------------------ faults
+
+    def _take_fault(self, kind: RouteKind | None, *, before: bool) -> Fault | None:
+        """Consume one pending fault of the given phase that matches ``kind``, if any."""
+        for index, injection in enumerate(self._injections):
+            if injection.fault.acts_before != before:
+                continue
+            if injection.route is not None and injection.route != kind:
+                continue
+            injection.remaining -= 1
+            if injection.remaining <= 0:
+                del self._injections[index]
+            return injection.fault
+        return None
+
+    async def _fire_before(self, call: _Call, fault: Fault) -> web.StreamResponse:
+        """Answer (or drop) for a before-fault: nothing was processed or counted."""
+        if fault is Fault.DROP_BEFORE:
+            self._record(call, DROPPED)
+            await self._drop(call.request)
+        if fault is Fault.HTML_ERROR_BEFORE:
+            response = web.Response(status=502, text=_BAD_GATEWAY_HTML, content_type="text/html")
+        else:
+            response = _message(503, "Service Unavailable")
+        self._record(call, response.status)
+        return response
+
+    async def _fire_after(self, call: _Call, fault: Fault, outcome: _Outcome) -> web.StreamResponse:
+        """Lose or delay the reply of a request that was processed (a start is recorded)."""
+        if fault is Fault.DROP_AFTER:
+            self._record(call, DROPPED)
+            await self._drop(call.request)
+        if fault is Fault.SLOW_AFTER:
+            self._record(call, outcome.response.status)
+            await self._pause(self.slow_seconds)
+            return outcome.response
+        headers = _rate_headers(outcome.verdict) if outcome.verdict is not None else None
+        response = _json(500, {"message": "Server Error"}, headers)
+        self._record(call, response.status)
+        return response
+
+    async def _drop(self, request: web.Request) -> NoReturn:
+        """Close the connection without writing a response.
+
+        Closing the transport makes aiohttp call ``connection_lost``, which cancels this
+        handler (``handler_cancellation=True``) before anything can be written. Should
+        that not happen in time, the ConnectionResetError still prevents a reply: the
+        transport is gone.
+        """
+        request.protocol.force_close()
+        await asyncio.sleep(_DROP_GRACE)
+        raise ConnectionResetError("connection dropped by an injected FakePatchworks fault")
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep ``seconds``, waking early when the server closes so close() never hangs."""
+        if seconds <= 0 or self._closing is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
+
+    def _sample_latency(self) -> float:
+        """Draw this request's arrival delay (seeded, so runs are reproducible)."""
+        if isinstance(self._latency, tuple):
+            return self._rng.uniform(*self._latency)
+        return self._latency
+
+    def _check_new_flow(
+        self, flow_id: int, version_ids: list[int], deployed_version: int | None
+    ) -> None:
+        """Refuse ids already in use and a deployed version the flow does not have."""
+        if flow_id in self.flows:
+            raise ValueError(f"flow id {flow_id} is already used")
+        clashes = sorted(set(version_ids) & set(self.versions))
+        if clashes or len(set(version_ids)) != len(version_ids):
+            raise ValueError(f"version ids must be new and distinct, got {version_ids}")
+        if deployed_version is not None and deployed_version not in version_ids:
+            raise ValueError(f"deployed_version {deployed_version} is not one of {version_ids}")
+
+    # ------------------------------------------------------------------ auth
+
+    def _authenticated(self, authorization: str | None) -> bool:
+        """Accept a raw API key, or ``Bearer <token>`` with a live login token."""
+        if authorization is None:
+            return False
+        if authorization in self._api_keys:
+            return True
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        expires_at = self._tokens.get(token.strip())
+        if expires_at is None:
+            return False
+        if time.monotonic() >= expires_at:
+            del self._tokens[token.strip()]
+            return False
+        return True
+
+    def _login(self, call: _Call) -> web.Response:
+        """Issue a token for valid credentials (``username`` is accepted for ``email``)."""
+        self.login_count += 1
+        credentials = _parse_object(call.body) or {}
+        email = credentials.get("email", credentials.get("username"))
+        password = credentials.get("password")
+        if not isinstance(email, str) or self._users.get(email) != password:
+            return _message(401, "Invalid credentials.")
+        token = secrets.token_urlsafe(32)
+        self._tokens[token] = time.monotonic() + self.token_ttl
+        return _json(
+            200,
+            {
+                "message": "You have successfully logged in.",
+                "token": token,
+                "expires_in": _whole(self.token_ttl),
+            },
+        )
+
+    # ------------------------------------------------------------------ throttle
+
+    @staticmethod
+    def _build_limits(
+        requests_per_window: int,
+        manual_per_window: int,
+        starts_per_window: int | None,
+        window: float,
+    ) -> dict[str, Limit]:
+        """Validate the throttle settings and turn them into the model's limits."""
+        window = _check_positive("window", window)
+        limits = {
+            "global": Limit(
+                "global", _check_int("requests_per_window", requests_per_window), window
+            ),
+            "manual": Limit("manual", _check_int("manual_per_window", manual_per_window), window),
+        }
+        if starts_per_window is not None:
+            limits["starts"] = Limit(
+                "starts", _check_int("starts_per_window", starts_per_window), window
+            )
+        return limits
+
+    def _limits_for(self, kind: RouteKind) -> list[Limit]:
+        """The stacked throttles of a route, outermost first: global, manual, starts."""
+        limits = [self._limits["global"]]
+        if kind == "manual":
+            limits.append(self._limits["manual"])
+        if kind in ("start", "manual") and "starts" in self._limits:
+            limits.append(self._limits["starts"])
+        return limits
+
+    def _too_many(self, verdict: Verdict) -> web.Response:
+        """Build Laravel's 429, counting it in ``throttled`` and ``throttled_by``.
+
+        ``Retry-After`` and ``X-RateLimit-Reset`` come from whole-second wall-clock
+        timestamps, as Laravel computes them, so ``Retry-After`` can be up to 1 s short.
+        """
+        self.throttled += 1
+        self.throttled_by[verdict.key] = self.throttled_by.get(verdict.key, 0) + 1
+        wall_now = time.time()
+        retry_after = whole_second_retry_after(verdict.window_ends_in, wall_now)
+        headers = {
+            "Retry-After": str(retry_after),
+            "X-RateLimit-Reset": str(math.floor(wall_now) + retry_after),
+            "X-RateLimit-Limit": str(verdict.limit),
+            "X-RateLimit-Remaining": "0",
+        }
+        return _json(429, {"message": "Too Many Attempts."}, headers)
+
+    # ------------------------------------------------------------------ routes
+
+    def _find_flow(self, raw_id: str) -> dict[str, Any] | None:
+        """Look a flow up by the raw path segment (non-numeric ids simply do not exist)."""
+        flow_id = _as_id(raw_id)
+        return None if flow_id is None else self.flows.get(flow_id)
+
+    def _flow_versions(self, flow_id: int) -> list[dict[str, Any]]:
+        """A flow's versions, oldest first."""
+        found = [v for v in self.versions.values() if v["flow_id"] == flow_id]
+        return sorted(found, key=lambda v: int(v["version"]))
+
+    def _get_flow(self, call: _Call, params: Mapping[str, str]) -> web.Response:
+        """``GET /flows/{id}`` with the ``versions``, ``latestVersion``, ``deployedVersion``
+        includes (others are ignored, as Laravel's query builder would refuse them only
+        when configured to)."""
+        flow = self._find_flow(params["flow_id"])
+        if flow is None:
+            return _message(404, f"No query results for model [Flow] {params['flow_id']}")
+        data = dict(flow)
+        includes = {
+            part.strip()
+            for value in call.request.query.getall("include", [])
+            for part in value.split(",")
+        }
+        versions = self._flow_versions(flow["id"])
+        if "versions" in includes:
+            data["versions"] = [dict(v) for v in versions]
+        if "latestVersion" in includes:
+            data["latest_version"] = dict(versions[-1]) if versions else None
+        if "deployedVersion" in includes:
+            deployed = self.versions.get(flow.get("deployed_version_id") or -1)
+            data["deployed_version"] = dict(deployed) if deployed is not None else None
+        return _json(200, {"data": data})
+
+    def _start_flow(self, call: _Call, params: Mapping[str, str]) -> web.Response:
+        """Start or manual initialise: validate like Laravel, record the run, reply."""
+        flow = self._find_flow(params["flow_id"])
+        if flow is None:
+            return _message(404, f"No query results for model [Flow] {params['flow_id']}")
+        fields = _parse_object(call.body)
+        if fields is None:
+            return _message(400, "Malformed JSON.")
+        errors: dict[str, list[str]] = {}
+        payload_error = _payload_error(fields.get("payload"))
+        if payload_error is not None:
+            errors["payload"] = [payload_error]
+        version_id, version_error = self._resolve_version(flow, params.get("version_id"))
+        if version_error is not None:
+            errors["version_id"] = [version_error]
+        variables, variables_error = _flow_variables(fields.get("flow_variables"))
+        if variables_error is not None:
+            errors["flow_variables"] = [variables_error]
+        environment, environment_error = _virtual_environment(fields.get("virtual_environment_id"))
+        if environment_error is not None:
+            errors["virtual_environment_id"] = [environment_error]
+        if errors or version_id is None:
+            return _validation_error(errors)
+        run_id = self._next_run_id
+        self._next_run_id += 1
+        self.starts.append(
+            StartedRun(
+                run_id=run_id,
+                flow_id=int(flow["id"]),
+                version_id=version_id,
+                payload=fields["payload"],
+                manual=call.kind == "manual",
+                flow_variables=variables,
+                virtual_environment_id=environment,
+                received_at=call.at,
+            )
+        )
+        return _json(200, self._start_reply(run_id))
+
+    def _resolve_version(
+        self, flow: Mapping[str, Any], raw_version: str | None
+    ) -> tuple[int | None, str | None]:
+        """The version to run: the URL's if it belongs to the flow, else the deployed one."""
+        if raw_version is None:
+            deployed = flow.get("deployed_version_id")
+            if deployed is None:
+                return None, "The flow has no deployed version."
+            return int(deployed), None
+        version_id = _as_id(raw_version)
+        version = self.versions.get(version_id) if version_id is not None else None
+        if version is None or version["flow_id"] != flow["id"]:
+            return None, "The selected version id is invalid."
+        return version_id, None
+
+    def _start_reply(self, run_id: int) -> dict[str, Any]:
+        """The success body, with the run id under the configured key."""
+        reply: dict[str, Any] = {"message": "flow initialised"}
+        if self._run_id_key.startswith("data."):
+            reply["data"] = {self._run_id_key.removeprefix("data."): run_id}
+        else:
+            reply[self._run_id_key] = run_id
+        return reply
+
+    def __repr__(self) -> str:
+        where = self._base_url or "not started"
+        return f"<FakePatchworks {where} flows={len(self.flows)} starts={len(self.starts)}>"
