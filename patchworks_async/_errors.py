@@ -98,9 +98,7 @@ class OutcomeUnknownError(PatchworksError):
     The underlying failure is the ``__cause__``; ``status`` is set when a 5xx was received.
     """
 
-    def __init__(
-        self, message: str, *, method: str, url: str, status: int | None = None
-    ) -> None:
+    def __init__(self, message: str, *, method: str, url: str, status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.method = method

@@ -174,9 +174,7 @@ class Transport:
             observed = parse_rate_limit(headers, now=now)
             if observed is not None:
                 self.rate_limit = observed
-            logger.debug(
-                "%s -> %d in %.3fs", request, status, time.monotonic() - started
-            )
+            logger.debug("%s -> %d in %.3fs", request, status, time.monotonic() - started)
             if 200 <= status < 300:
                 return body
             if status == 429:
@@ -186,8 +184,12 @@ class Transport:
                     retry_after = max(0.0, observed.reset - now)
                 if rate_limited > self.retry.max_rate_limited_waits:
                     raise error_for_response(
-                        status, body, headers=headers, method=request.method,
-                        url=request.url, retry_after=retry_after,
+                        status,
+                        body,
+                        headers=headers,
+                        method=request.method,
+                        url=request.url,
+                        retry_after=retry_after,
                     )
                 pause = self._rate_limit_pause(retry_after, rate_limited)
                 logger.warning(
@@ -201,14 +203,20 @@ class Transport:
                     logger.info("%s -> 401; renewed the login token, replaying once", request)
                     continue
             error = error_for_response(
-                status, body, headers=headers, method=request.method, url=request.url,
+                status,
+                body,
+                headers=headers,
+                method=request.method,
+                url=request.url,
                 sent_bytes=len(request.body) if request.body is not None else None,
             )
             if status >= 500 and not request.idempotent:
                 unknown = _chain(
                     OutcomeUnknownError(
                         f"{request} answered {status}; the server may have processed it",
-                        method=request.method, url=request.url, status=status,
+                        method=request.method,
+                        url=request.url,
+                        status=status,
                     ),
                     error,
                 )
@@ -255,7 +263,8 @@ class Transport:
                 _chain(
                     TransportError(
                         f"{request}: could not connect: {exc}",
-                        method=request.method, url=request.url,
+                        method=request.method,
+                        url=request.url,
                     ),
                     exc,
                 )
@@ -275,7 +284,8 @@ class Transport:
         else:
             error = OutcomeUnknownError(
                 f"{request} {what} after it was sent; the server may have processed it",
-                method=request.method, url=request.url,
+                method=request.method,
+                url=request.url,
             )
         _chain(error, exc)
         if self._may_resend_ambiguous(request):
@@ -300,7 +310,10 @@ class Transport:
         request, failure = details["args"][0], details["exception"]
         logger.warning(
             "%s failed (%s); retry %d in %.2fs",
-            request, failure.error, details["tries"], details["wait"],
+            request,
+            failure.error,
+            details["tries"],
+            details["wait"],
         )
 
     async def login(self, url: str, email: str, password: str) -> tuple[str, float]:
@@ -327,13 +340,18 @@ class Transport:
                 lifetime = DEFAULT_TOKEN_LIFETIME
             return token, float(lifetime) if lifetime > 0 else DEFAULT_TOKEN_LIFETIME
         if status in RETRYABLE_STATUSES:
-            raise _Retry(error_for_response(
-                status, body, headers=headers, method=request.method, url=request.url
-            ))
+            raise _Retry(
+                error_for_response(
+                    status, body, headers=headers, method=request.method, url=request.url
+                )
+            )
         reason = body.get("message") if isinstance(body, Mapping) else None
         if not isinstance(reason, str) or not reason:
             reason = "the reply held no token" if status < 300 else f"HTTP {status}"
         raise AuthenticationError(
-            f"login failed: {reason}", status=status, headers=headers,
-            method=request.method, url=request.url,
+            f"login failed: {reason}",
+            status=status,
+            headers=headers,
+            method=request.method,
+            url=request.url,
         )

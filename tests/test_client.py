@@ -72,7 +72,12 @@ class TestConfiguration:
 
     @pytest.mark.parametrize(
         "url",
-        ["http://127.0.0.1:8080/api", "http://127.1.2.3/api", "http://[::1]:9/api", "http://localhost/api"],
+        [
+            "http://127.0.0.1:8080/api",
+            "http://127.1.2.3/api",
+            "http://[::1]:9/api",
+            "http://localhost/api",
+        ],
     )
     def test_plain_http_is_allowed_for_loopback_only(self, url: str) -> None:
         client = PatchworksClient(api_key="k", core_url=url + "/")
@@ -123,7 +128,10 @@ class TestStart:
     ) -> None:
         async with client_for(fake) as pw:
             started = await pw.flows.start(
-                101, 9001, {"orders": [1, 2]}, flow_variables={"region": "eu"},
+                101,
+                9001,
+                {"orders": [1, 2]},
+                flow_variables={"region": "eu"},
                 virtual_environment_id=4,
             )
         assert started.id == fake.starts[0].run_id
@@ -146,7 +154,9 @@ class TestStart:
             assert request.header("Authorization") == fake.api_key  # raw, no Bearer
             assert request.header("Accept") == "application/json"
             assert request.header("Content-Type") == "application/json"
-            assert request.header("User-Agent", ).startswith(f"patchworks-async/{__version__} ")  # type: ignore[union-attr]
+            assert request.header(
+                "User-Agent",
+            ).startswith(f"patchworks-async/{__version__} ")  # type: ignore[union-attr]
 
     async def test_without_a_version_the_deployed_version_runs(self, fake: FakePatchworks) -> None:
         async with client_for(fake) as pw:
@@ -286,16 +296,20 @@ class TestAuthentication:
         assert fake.login_count == 1
         assert len(fake.starts) == 30
         assert all(
-            r.header("Authorization", ).startswith("Bearer ")  # type: ignore[union-attr]
-            for r in fake.received if r.route != "login"
+            r.header(
+                "Authorization",
+            ).startswith("Bearer ")  # type: ignore[union-attr]
+            for r in fake.received
+            if r.route != "login"
         )
 
     async def test_a_token_is_renewed_before_it_expires(self) -> None:
         import asyncio
 
-        async with FakePatchworks(token_ttl=0.5) as fake, client_for(
-            fake, email=fake.email, password=fake.password
-        ) as pw:
+        async with (
+            FakePatchworks(token_ttl=0.5) as fake,
+            client_for(fake, email=fake.email, password=fake.password) as pw,
+        ):
             await pw.flows.get(101)
             await asyncio.sleep(0.6)
             await pw.flows.get(101)
@@ -315,9 +329,10 @@ class TestAuthentication:
         assert fake.login_count == 2  # one renewal for all ten rejected requests
 
     async def test_a_second_401_is_raised(self) -> None:
-        async with FakePatchworks(token_ttl=1e-6) as fake, client_for(
-            fake, email=fake.email, password=fake.password
-        ) as pw:
+        async with (
+            FakePatchworks(token_ttl=1e-6) as fake,
+            client_for(fake, email=fake.email, password=fake.password) as pw,
+        ):
             with pytest.raises(AuthenticationError):
                 await pw.flows.get(101)
         assert [r.status for r in fake.received if r.route == "core"] == [401, 401]
@@ -339,7 +354,8 @@ class TestAuthentication:
             await pw.flows.start(101, 9001, "x")
         tokens = {
             r.header("Authorization").removeprefix("Bearer ")  # type: ignore[union-attr]
-            for r in fake.received if r.route != "login"
+            for r in fake.received
+            if r.route != "login"
         }
         logged = caplog.text
         assert "patchworks_async" in {r.name for r in caplog.records}
@@ -362,7 +378,10 @@ async def test_a_connection_never_made_is_a_transport_error_after_every_attempt(
     base = f"http://127.0.0.1:{port}"
     limiter = CountingLimiter()
     async with PatchworksClient(
-        api_key="k", core_url=base, start_url=base, limiter=limiter,
+        api_key="k",
+        core_url=base,
+        start_url=base,
+        limiter=limiter,
         retry=__import__("patchworks_async").RetryPolicy(attempts=3, backoff_base=0.0),
     ) as pw:
         with pytest.raises(TransportError, match=re.escape("could not connect")):

@@ -29,7 +29,11 @@ from patchworks_async._http import decode_body, parse_rate_limit, parse_retry_af
 
 def _error(status: int, body: object = None, **kwargs: object) -> APIError:
     return error_for_response(
-        status, body, headers={"X-Test": "1"}, method="GET", url="https://x/api/v1/flows",
+        status,
+        body,
+        headers={"X-Test": "1"},
+        method="GET",
+        url="https://x/api/v1/flows",
         **kwargs,  # type: ignore[arg-type]
     )
 
@@ -63,7 +67,10 @@ def test_a_422_carries_field_errors_in_both_documented_shapes() -> None:
         422,
         {
             "message": "The given data was invalid.",
-            "errors": {"payload": ["The payload field is required."], "flow_id": [{"integer": "must be an integer"}]},
+            "errors": {
+                "payload": ["The payload field is required."],
+                "flow_id": [{"integer": "must be an integer"}],
+            },
         },
     )
     assert error.errors == {

@@ -148,7 +148,9 @@ def test_cancelled_waiters_give_their_slots_back() -> None:
     assert with_cancellations == pytest.approx(without)
 
 
-def test_a_manual_call_cancelled_while_queued_for_its_global_slot_gives_back_its_manual_slot() -> None:
+def test_a_manual_call_cancelled_while_queued_for_its_global_slot_gives_back_its_manual_slot() -> (
+    None
+):
     async def scenario() -> float:
         loop = asyncio.get_running_loop()
         limiter = InProcessRateLimiter(LIMITS)

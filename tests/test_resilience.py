@@ -23,9 +23,10 @@ from .conftest import INSTANT_RETRIES, client_for
 class TestRateLimits:
     async def test_limits_that_match_the_server_draw_no_429(self) -> None:
         """Through a shrunken Laravel window with jittered latency, the server never refuses."""
-        async with FakePatchworks(
-            requests_per_window=20, window=1.0, latency=(0.0, 0.01), seed=7
-        ) as fake, client_for(fake, rate_limits=RateLimits(requests=20, per=1.0)) as pw:
+        async with (
+            FakePatchworks(requests_per_window=20, window=1.0, latency=(0.0, 0.01), seed=7) as fake,
+            client_for(fake, rate_limits=RateLimits(requests=20, per=1.0)) as pw,
+        ):
             await asyncio.gather(*(pw.flows.start(101, 9001, f"#{i}") for i in range(50)))
         assert fake.throttled == 0
         assert len(fake.starts) == 50
@@ -34,9 +35,10 @@ class TestRateLimits:
         self,
     ) -> None:
         """A client configured above the server's limit learns from 429s and loses nothing."""
-        async with FakePatchworks(requests_per_window=5, window=1.0) as fake, client_for(
-            fake, rate_limits=RateLimits(requests=100, per=1.0)
-        ) as pw:
+        async with (
+            FakePatchworks(requests_per_window=5, window=1.0) as fake,
+            client_for(fake, rate_limits=RateLimits(requests=100, per=1.0)) as pw,
+        ):
             results = await asyncio.gather(*(pw.flows.start(101, 9001, f"#{i}") for i in range(8)))
         assert fake.throttled >= 1
         assert sorted(run.payload for run in fake.starts) == sorted(f"#{i}" for i in range(8))
@@ -49,11 +51,10 @@ class TestRateLimits:
         assert min(later) >= first_refusal + retry_after + 1 - 0.05
 
     async def test_manual_starts_keep_their_own_limit_alongside_ordinary_traffic(self) -> None:
-        async with FakePatchworks(
-            requests_per_window=30, manual_per_window=3, window=1.0
-        ) as fake, client_for(
-            fake, rate_limits=RateLimits(requests=30, manual_starts=3, per=1.0)
-        ) as pw:
+        async with (
+            FakePatchworks(requests_per_window=30, manual_per_window=3, window=1.0) as fake,
+            client_for(fake, rate_limits=RateLimits(requests=30, manual_starts=3, per=1.0)) as pw,
+        ):
             await asyncio.gather(
                 *(pw.flows.initialise(101, 9001, f"m{i}") for i in range(5)),
                 *(pw.flows.get(101) for _ in range(40)),
@@ -62,9 +63,10 @@ class TestRateLimits:
         assert sum(run.manual for run in fake.starts) == 5
 
     async def test_a_caller_cancelled_while_waiting_for_a_token_sends_nothing(self) -> None:
-        async with FakePatchworks() as fake, client_for(
-            fake, rate_limits=RateLimits(requests=2, per=1.0)
-        ) as pw:
+        async with (
+            FakePatchworks() as fake,
+            client_for(fake, rate_limits=RateLimits(requests=2, per=1.0)) as pw,
+        ):
             tasks = [asyncio.create_task(pw.flows.start(101, 9001, f"#{i}")) for i in range(5)]
             await asyncio.sleep(0.2)  # two went out at once; three wait for tokens
             for task in tasks[2:]:
@@ -79,11 +81,14 @@ class TestRateLimits:
             assert loop.time() - before < 0.5
 
     async def test_a_server_that_keeps_refusing_raises_rate_limit_error(self) -> None:
-        async with FakePatchworks(requests_per_window=1, window=30.0) as fake, client_for(
-            fake,
-            rate_limits=RateLimits(requests=100, per=1.0),
-            retry=RetryPolicy(backoff_base=0.0, max_rate_limited_waits=0),
-        ) as pw:
+        async with (
+            FakePatchworks(requests_per_window=1, window=30.0) as fake,
+            client_for(
+                fake,
+                rate_limits=RateLimits(requests=100, per=1.0),
+                retry=RetryPolicy(backoff_base=0.0, max_rate_limited_waits=0),
+            ) as pw,
+        ):
             await pw.flows.get(101)
             with pytest.raises(RateLimitError) as caught:
                 await pw.flows.get(101)
@@ -113,7 +118,9 @@ class TestNothingStartsTwice:
         assert len(fake.starts) == processed
         assert sum(r.route == "start" for r in fake.received) == 1
 
-    async def test_a_timeout_after_sending_is_an_unknown_outcome(self, fake: FakePatchworks) -> None:
+    async def test_a_timeout_after_sending_is_an_unknown_outcome(
+        self, fake: FakePatchworks
+    ) -> None:
         fake.slow_seconds = 2.0
         fake.inject(Fault.SLOW_AFTER, route="start")
         async with client_for(fake, timeout=0.3) as pw:

@@ -69,8 +69,13 @@ class Flows:
             OutcomeUnknownError: the server may or may not have started the run.
         """
         return await self._start(
-            "start", RequestKind.START, flow_id, version_id, payload,
-            flow_variables=flow_variables, virtual_environment_id=virtual_environment_id,
+            "start",
+            RequestKind.START,
+            flow_id,
+            version_id,
+            payload,
+            flow_variables=flow_variables,
+            virtual_environment_id=virtual_environment_id,
         )
 
     async def initialise(
@@ -88,8 +93,13 @@ class Flows:
         token before it queues for a global one, ahead of ordinary requests.
         """
         return await self._start(
-            "manual", RequestKind.MANUAL, flow_id, version_id, payload,
-            flow_variables=flow_variables, virtual_environment_id=virtual_environment_id,
+            "manual",
+            RequestKind.MANUAL,
+            flow_id,
+            version_id,
+            payload,
+            flow_variables=flow_variables,
+            virtual_environment_id=virtual_environment_id,
         )
 
     async def _start(
@@ -104,7 +114,9 @@ class Flows:
         virtual_environment_id: int | str | None,
     ) -> FlowRunStarted:
         body = encode_start_body(
-            flow_id, version_id, payload,
+            flow_id,
+            version_id,
+            payload,
             max_body_bytes=self._client.max_body_bytes,
             flow_variables=flow_variables,
             virtual_environment_id=virtual_environment_id,

@@ -6,6 +6,6 @@ to inject the failures a client must survive. It depends only on aiohttp and att
 can be used from any test suite, with or without the client in this package.
 """
 
-from ._fake import FakePatchworks, Fault, ReceivedRequest, StartedRun
+from ._fake import FakePatchworks, Fault, ReceivedRequest, ServiceURLs, StartedRun
 
-__all__ = ["FakePatchworks", "Fault", "ReceivedRequest", "StartedRun"]
+__all__ = ["FakePatchworks", "Fault", "ReceivedRequest", "ServiceURLs", "StartedRun"]

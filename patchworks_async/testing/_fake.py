@@ -33,7 +33,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
-from typing import Any, Final, Literal, NoReturn, Self, TypeAlias
+from typing import Any, Final, Literal, NoReturn, Self, TypeAlias, TypedDict
 
 import attrs
 from aiohttp import web
@@ -69,6 +69,14 @@ _BAD_GATEWAY_HTML: Final = (
     "</body>\r\n</html>\r\n"
 )
 _DIGITS: Final = re.compile(r"[0-9]+")
+
+
+class ServiceURLs(TypedDict):
+    """The three base URLs a client needs, as ``PatchworksClient`` names its arguments."""
+
+    core_url: str
+    start_url: str
+    login_url: str
 
 
 class Fault(enum.StrEnum):
@@ -577,9 +585,14 @@ class FakePatchworks:
         return f"{self.base_url}/fabric/api/v1/login"
 
     @property
-    def urls(self) -> dict[str, str]:
-        """``core_url``, ``start_url`` and ``login_url``, ready to pass as keyword arguments."""
-        return {"core_url": self.core_url, "start_url": self.start_url, "login_url": self.login_url}
+    def urls(self) -> ServiceURLs:
+        """``core_url``, ``start_url`` and ``login_url``, ready to pass as keyword arguments.
+
+        Typed, so that ``PatchworksClient(api_key=fake.api_key, **fake.urls)`` type-checks.
+        """
+        return ServiceURLs(
+            core_url=self.core_url, start_url=self.start_url, login_url=self.login_url
+        )
 
     @property
     def api_key(self) -> str:

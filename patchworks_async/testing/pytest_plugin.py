@@ -1,4 +1,4 @@
-"""A pytest plugin (registered through the ``pytest11`` entry point): the ``fake_patchworks`` fixture.
+"""The ``fake_patchworks`` fixture, registered as a pytest plugin (``pytest11`` entry point).
 
 Any project that installs patchworks-async and pytest-asyncio can write::
 
