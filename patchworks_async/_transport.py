@@ -259,18 +259,12 @@ class Transport:
                 raw = await response.read()
                 return response.status, response.headers, raw
         except NEVER_CONNECTED as exc:
-            raise _Retry(
-                _chain(
-                    TransportError(
-                        f"{request}: could not connect: {exc}",
-                        method=request.method,
-                        url=request.url,
-                    ),
-                    exc,
-                )
-            ) from None
+            error = TransportError(
+                f"{request}: could not connect: {exc}", method=request.method, url=request.url
+            )
+            raise _Retry(_chain(error, exc)) from exc
         except (aiohttp.ClientError, builtins.TimeoutError) as exc:
-            raise self._ambiguous_failure(request, exc) from None
+            raise self._ambiguous_failure(request, exc) from exc
 
     def _ambiguous_failure(self, request: _Request, exc: BaseException) -> BaseException:
         """A failure after the request may have reached the server."""
