@@ -2,35 +2,40 @@
 
 What it measures:
     N flow starts (``flows.start(101, 9001, payload)`` with a ~1 KB JSON payload) sent at a
-    concurrency of 32 through the client, versus the same number of raw
+    concurrency of 32 worker tasks through the client, versus the same number of raw
     ``aiohttp.ClientSession.post(url, data=body, headers=headers)`` calls carrying the very
-    same body bytes (built once with ``encode_start_body``) and the same headers to the same
-    URL, with the reply read inside ``async with``. Raw and client rounds alternate
-    (raw, client, raw, client, ...) after a warm-up of each, all in one process, and the
+    same body bytes (built once, up front, with ``encode_start_body``) and the same headers to
+    the same URL, the reply read inside ``async with``. Rounds alternate (raw, client, raw,
+    client, ...) after a warm-up of each, all in one process and one event loop, and the
     median requests/s of each side is compared.
 
     The rate limits are set far above the load (server and client alike: 10**9 a minute), so
-    the client's limiter never waits: what is measured is its bookkeeping, plus everything
-    else the client does per call (encoding the payload, URL building, auth, retries and
-    429 handling scaffolding, JSON decoding of the reply, rate-limit header parsing, the
-    reply model).
+    the client's limiter never waits: what is measured is the limiter's bookkeeping plus
+    everything else the client does per call (serialising the payload, building the URL,
+    auth, the retry wrapper, decoding the JSON reply, parsing rate-limit headers, the reply
+    model).
+
+    A third, informational side, "raw+enc", is raw aiohttp that also serialises the payload
+    on every request (``encode_start_body`` per call), which is what an application using
+    aiohttp directly would have to do; client/raw+enc separates the cost of the client's
+    machinery from the cost of JSON encoding.
 
 Goal:
-    client requests/s >= 0.85 x raw aiohttp requests/s (the ratio of the medians), with no
-    429 (``fake.throttled == 0``) and every start accepted.
+    client requests/s >= 0.85 x raw aiohttp requests/s (ratio of the medians), with no 429
+    (``fake.throttled == 0``) and every start accepted.
 
 Caveat:
-    ``FakePatchworks`` runs in the same process and event loop as both senders, so each
-    request's server-side work (routing, throttle model, JSON validation, recording) is paid
-    on the same core as the client's. Both sides share that cost equally, so the ratio is
-    fair, but it *understates* the client's overhead relative to aiohttp alone: against a
-    remote server the same added microseconds per request would be a larger fraction. The
-    "added us/request" line (1/client_rate - 1/raw_rate) is the cost the client adds per call
-    on this machine, independent of how expensive the server is.
+    ``FakePatchworks`` runs in the same process and event loop as the senders, so each
+    request's server-side work (aiohttp's server, routing, the throttle model, validation,
+    recording) is paid on the same core as the client's. Every side shares that cost equally,
+    so the ratio is fair, but it *understates* the client's overhead relative to aiohttp
+    alone: against a remote server the same added microseconds would be a larger fraction of
+    each request. "added us/request" (1/client_rate - 1/raw_rate) is the cost the client adds
+    per call on this machine, whatever the server costs.
 
-The machine this runs on is noisy; only the ratio, measured in one run, is meaningful.
-``--profile`` additionally runs one client round and one raw round under cProfile and prints
-where the time goes.
+The machine this runs on is noisy: only ratios measured in one run mean anything.
+``--profile`` also runs one raw and one client round under cProfile and prints where the
+client's extra time goes (profiled times are inflated, function-call-heavy code most).
 
 Run: ``python benchmarks/client_overhead.py [--quick] [-n N] [--rounds K] [--profile]``
 """
@@ -40,7 +45,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import io
 import pstats
 import statistics
 import sys
@@ -59,8 +63,10 @@ VERSION_ID = 9001
 CONCURRENCY = 32
 UNLIMITED = 10**9
 MAX_BODY_BYTES = 8 * 1024 * 1024
+SIDES = ("raw", "client", "raw+enc")
 
 Send = Callable[[], Awaitable[None]]
+ProfileRow = tuple[int, float]  # calls, own time in seconds
 
 
 def make_payload(target_bytes: int = 1024) -> dict[str, object]:
@@ -68,7 +74,7 @@ def make_payload(target_bytes: int = 1024) -> dict[str, object]:
     orders: list[dict[str, object]] = []
     payload: dict[str, object] = {"source": "benchmark", "orders": orders}
     index = 0
-    while True:
+    while len(encode_start_body(1, None, payload, max_body_bytes=MAX_BODY_BYTES)) < target_bytes:
         orders.append(
             {
                 "id": 100000 + index,
@@ -78,23 +84,8 @@ def make_payload(target_bytes: int = 1024) -> dict[str, object]:
                 "ship_to": "GB",
             }
         )
-        size = len(encode_start_body(1, None, payload, max_body_bytes=MAX_BODY_BYTES))
-        if size >= target_bytes:
-            return payload
         index += 1
-
-
-async def run_workers(n: int, concurrency: int, send: Send) -> float:
-    """Send ``n`` requests with ``concurrency`` worker tasks; return requests per second."""
-    jobs = iter(range(n))
-
-    async def worker() -> None:
-        for _ in jobs:  # one shared iterator: the workers split the jobs between them
-            await send()
-
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - started)
+    return payload
 
 
 def unlimited_client(fake: FakePatchworks) -> PatchworksClient:
@@ -108,8 +99,21 @@ def unlimited_client(fake: FakePatchworks) -> PatchworksClient:
     )
 
 
+async def run_workers(n: int, concurrency: int, send: Send) -> float:
+    """Send ``n`` requests from ``concurrency`` worker tasks; return requests per second."""
+    jobs = iter(range(n))
+
+    async def worker() -> None:
+        for _ in jobs:  # one shared iterator: the workers split the jobs between them
+            await send()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - started)
+
+
 class Bench:
-    """The two senders, aimed at one fake server."""
+    """The senders, aimed at one fake server."""
 
     def __init__(
         self, fake: FakePatchworks, client: PatchworksClient, session: aiohttp.ClientSession
@@ -118,9 +122,7 @@ class Bench:
         self.client = client
         self.session = session
         self.payload = make_payload()
-        self.body = encode_start_body(
-            FLOW_ID, VERSION_ID, self.payload, max_body_bytes=MAX_BODY_BYTES
-        )
+        self.body = self.encode()
         self.url = f"{fake.start_url}/flows/{FLOW_ID}/start/{VERSION_ID}"
         # The headers the client's transport sends, byte for byte.
         self.headers = {
@@ -130,12 +132,26 @@ class Bench:
             "Authorization": fake.api_key,
         }
         self.raw_failures = 0
+        self.senders: dict[str, Send] = {
+            "raw": self.send_raw,
+            "client": self.send_client,
+            "raw+enc": self.send_raw_encoding,
+        }
 
-    async def send_raw(self) -> None:
-        async with self.session.post(self.url, data=self.body, headers=self.headers) as reply:
+    def encode(self) -> bytes:
+        return encode_start_body(FLOW_ID, VERSION_ID, self.payload, max_body_bytes=MAX_BODY_BYTES)
+
+    async def post(self, body: bytes) -> None:
+        async with self.session.post(self.url, data=body, headers=self.headers) as reply:
             await reply.read()
             if reply.status != 200:
                 self.raw_failures += 1
+
+    async def send_raw(self) -> None:
+        await self.post(self.body)
+
+    async def send_raw_encoding(self) -> None:
+        await self.post(self.encode())
 
     async def send_client(self) -> None:
         await self.client.flows.start(FLOW_ID, VERSION_ID, self.payload)
@@ -143,105 +159,152 @@ class Bench:
     async def round(self, side: str, n: int) -> tuple[float, int, int]:
         """One round; returns requests/s, 429s seen by the server, and starts accepted."""
         self.fake.reset_records()
-        send = self.send_raw if side == "raw" else self.send_client
-        rate = await run_workers(n, CONCURRENCY, send)
+        rate = await run_workers(n, CONCURRENCY, self.senders[side])
         return rate, self.fake.throttled, len(self.fake.starts)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(description="Client overhead versus raw aiohttp.")
     parser.add_argument("--quick", action="store_true", help="short smoke run (CI)")
     parser.add_argument("-n", type=int, default=None, help="requests per round (3000; quick 300)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each side (3)")
     parser.add_argument("--profile", action="store_true", help="also cProfile one round each")
     args = parser.parse_args(argv)
-    n: int = args.n if args.n is not None else (300 if args.quick else 3000)
-    rounds: int = max(1, args.rounds)
-    return asyncio.run(run(n, rounds, args.profile))
+    n: int = max(1, args.n) if args.n is not None else (300 if args.quick else 3000)
+    return asyncio.run(run(n, max(1, args.rounds), args.profile))
 
 
 async def run(n: int, rounds: int, profile: bool) -> int:
-    async with FakePatchworks(requests_per_window=UNLIMITED, window=60.0) as fake:
-        client = unlimited_client(fake)
-        async with client, aiohttp.ClientSession() as session:
-            bench = Bench(fake, client, session)
-            payload_bytes = len(bench.body) - len(
-                encode_start_body(FLOW_ID, VERSION_ID, "x", max_body_bytes=MAX_BODY_BYTES)
-            )
-            print(
-                f"client_overhead: n={n} per round, {rounds} rounds each, concurrency "
-                f"{CONCURRENCY}, body {len(bench.body)} bytes (payload ~{payload_bytes + 1})"
-            )
-            print(f"python {sys.version.split()[0]}, aiohttp {aiohttp.__version__}")
-            warm = max(100, n // 5)
-            await bench.round("raw", warm)
-            await bench.round("client", warm)
+    rates: dict[str, list[float]] = {side: [] for side in SIDES}
+    throttled = 0
+    missing_starts = 0
+    async with (
+        FakePatchworks(requests_per_window=UNLIMITED, window=60.0) as fake,
+        unlimited_client(fake) as client,
+        aiohttp.ClientSession() as session,
+    ):
+        bench = Bench(fake, client, session)
+        print(
+            f"client_overhead: {n} starts per round, {rounds} rounds of each side, "
+            f"concurrency {CONCURRENCY}, body {len(bench.body)} bytes; python "
+            f"{sys.version.split()[0]}, aiohttp {aiohttp.__version__}; server in-process"
+        )
+        for side in SIDES:  # warm-up: connections, caches, code paths
+            await bench.round(side, max(100, n // 5))
+        print()
+        print(f"{'round':>5}  {'side':<8}  {'req/s':>7}  {'429s':>4}  {'starts':>6}")
+        for number in range(1, rounds + 1):
+            for side in SIDES:
+                rate, refused, accepted = await bench.round(side, n)
+                rates[side].append(rate)
+                throttled += refused
+                missing_starts += n - accepted
+                print(f"{number:>5}  {side:<8}  {rate:>7.0f}  {refused:>4}  {accepted:>6}")
+        raw_failures = bench.raw_failures
 
-            rates: dict[str, list[float]] = {"raw": [], "client": []}
-            throttled = 0
-            missing_starts = 0
-            print()
-            print(f"{'round':>5}  {'side':<6}  {'req/s':>9}  {'429s':>5}  {'starts':>6}")
-            for number in range(1, rounds + 1):
-                for side in ("raw", "client"):
-                    rate, refused, accepted = await bench.round(side, n)
-                    rates[side].append(rate)
-                    throttled += refused
-                    missing_starts += n - accepted
-                    print(f"{number:>5}  {side:<6}  {rate:>9.0f}  {refused:>5}  {accepted:>6}")
-
-    raw = statistics.median(rates["raw"])
-    cli = statistics.median(rates["client"])
+    raw, cli, enc = (statistics.median(rates[side]) for side in SIDES)
     ratio = cli / raw
-    pair_ratios = [c / r for r, c in zip(rates["raw"], rates["client"], strict=True)]
-    added_us = (1 / cli - 1 / raw) * 1e6
+    per_round = [c / r for r, c in zip(rates["raw"], rates["client"], strict=True)]
     print()
-    print(f"median raw aiohttp : {raw:9.0f} req/s")
-    print(f"median client      : {cli:9.0f} req/s")
+    print(f"{'side':<8}  {'median req/s':>12}  {'us/request':>10}")
+    for side, rate in zip(SIDES, (raw, cli, enc), strict=True):
+        print(f"{side:<8}  {rate:>12.0f}  {1e6 / rate:>10.1f}")
+    print()
+    print(f"client/raw per round : {', '.join(f'{r:.3f}' for r in per_round)}")
     print(
-        f"per-round ratios   : {', '.join(f'{r:.3f}' for r in pair_ratios)} "
-        f"(min {min(pair_ratios):.3f}, max {max(pair_ratios):.3f})"
+        f"added by the client  : {(1 / cli - 1 / raw) * 1e6:.1f} us/request over raw, "
+        f"{(1 / cli - 1 / enc) * 1e6:.1f} us/request over raw+enc"
     )
-    print(f"added by client    : {added_us:9.1f} us/request (server shares the loop)")
-    print(f"429s seen by server: {throttled}; starts missing: {missing_starts}; "
-          f"raw non-200: {bench.raw_failures}")
+    print(
+        f"429s seen by server  : {throttled}; starts missing: {missing_starts}; "
+        f"raw non-200: {raw_failures}"
+    )
 
     if profile:
-        # Profile outside the timed rounds, with a fresh server: profiling slows everything.
-        profiles = await profile_rounds(min(n, 2000))
-        print(profiles)
+        print(await profile_rounds(min(n, 3000)))
 
     met = ratio >= GOAL_RATIO and throttled == 0 and missing_starts == 0
     print(
-        f"RESULT: client/raw = {ratio:.3f} (goal >= {GOAL_RATIO}), "
-        f"429s = {throttled}, {'goal met' if met else 'goal MISSED'}"
+        f"RESULT: client/raw = {ratio:.3f} (goal >= {GOAL_RATIO}), client/raw+enc = "
+        f"{cli / enc:.3f} (informational), 429s = {throttled}: "
+        f"{'goal met' if met else 'goal MISSED'}"
     )
     return 0
 
 
+def _own_times(profiler: cProfile.Profile) -> dict[tuple[str, int, str], ProfileRow]:
+    stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    return {key: (row[1], row[2]) for key, row in stats.items()}
+
+
+def _area(key: tuple[str, int, str]) -> str:
+    """Group a profiled function by where it lives."""
+    filename, _, name = key
+    if "patchworks_async/testing" in filename:
+        return "fake server"
+    if "patchworks_async" in filename:
+        return "patchworks_async"
+    if "site-packages/" in filename:
+        return filename.split("site-packages/")[1].split("/")[0]
+    if filename == "~":
+        return f"builtin {name}"
+    return "stdlib " + "/".join(filename.rsplit("/", 2)[-2:])
+
+
+def _short(key: tuple[str, int, str]) -> str:
+    filename, line, name = key
+    for marker in ("site-packages/", "/lib/python3."):
+        if marker in filename:
+            filename = filename.split(marker, 1)[1]
+            if marker.startswith("/lib"):
+                filename = filename.split("/", 1)[1]
+    filename = filename.replace(sys.path[0] + "/", "")
+    return f"{filename.rsplit('patchworks_async/', 1)[-1]}:{line}({name})"
+
+
 async def profile_rounds(n: int) -> str:
-    """Profile one raw and one client round (inside the running loop, one task each)."""
-    parts: list[str] = []
-    async with FakePatchworks(requests_per_window=UNLIMITED, window=60.0) as fake:
-        client = unlimited_client(fake)
-        async with client, aiohttp.ClientSession() as session:
-            bench = Bench(fake, client, session)
-            await bench.round("raw", 200)
-            await bench.round("client", 200)
-            for side in ("raw", "client"):
-                profiler = cProfile.Profile()
-                profiler.enable()
-                rate, _, _ = await bench.round(side, n)
-                profiler.disable()
-                out = io.StringIO()
-                stats = pstats.Stats(profiler, stream=out)
-                out.write(f"\n===== cProfile: {side}, {n} requests, {rate:.0f} req/s "
-                          f"under the profiler =====\n")
-                stats.sort_stats("tottime").print_stats(20)
-                if side == "client":
-                    stats.sort_stats("cumulative").print_stats(r"patchworks_async/(?!testing)", 25)
-                parts.append(out.getvalue())
-    return "".join(parts)
+    """Profile one raw and one client round; report the client's extra own time by area."""
+    own: dict[str, dict[tuple[str, int, str], ProfileRow]] = {}
+    async with (
+        FakePatchworks(requests_per_window=UNLIMITED, window=60.0) as fake,
+        unlimited_client(fake) as client,
+        aiohttp.ClientSession() as session,
+    ):
+        bench = Bench(fake, client, session)
+        for side in ("raw", "client"):
+            await bench.round(side, 300)
+        for side in ("raw", "client"):
+            profiler = cProfile.Profile()
+            profiler.enable()
+            await bench.round(side, n)
+            profiler.disable()
+            own[side] = _own_times(profiler)
+    raw, cli = own["raw"], own["client"]
+    lines = [f"\ncProfile, {n} requests each side: own time per request (us), client - raw"]
+    areas: dict[str, float] = {}
+    totals: dict[str, float] = {"raw": 0.0, "client": 0.0}
+    for side, table in own.items():
+        for key, (_, seconds) in table.items():
+            totals[side] += seconds
+            area = _area(key)
+            areas[area] = areas.get(area, 0.0) + (seconds if side == "client" else -seconds)
+    lines.append(
+        f"  total: raw {totals['raw'] / n * 1e6:.1f}, client {totals['client'] / n * 1e6:.1f}, "
+        f"extra {(totals['client'] - totals['raw']) / n * 1e6:.1f}"
+    )
+    lines.append("  by area:")
+    for area, seconds in sorted(areas.items(), key=lambda item: -item[1])[:10]:
+        lines.append(f"    {seconds / n * 1e6:7.1f}  {area}")
+    lines.append("  by function (extra own time, extra calls per request):")
+    diffs = []
+    for key in raw.keys() | cli.keys():
+        raw_calls, raw_seconds = raw.get(key, (0, 0.0))
+        cli_calls, cli_seconds = cli.get(key, (0, 0.0))
+        diffs.append((cli_seconds - raw_seconds, (cli_calls - raw_calls) / n, key))
+    diffs.sort(reverse=True)
+    for seconds, calls, key in diffs[:20]:
+        lines.append(f"    {seconds / n * 1e6:7.1f}  {calls:5.1f}  {_short(key)}")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
