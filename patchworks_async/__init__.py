@@ -24,6 +24,7 @@ from ._errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitError,
+    RunWaitTimeoutError,
     ServerError,
     TimeoutError,
     TransportError,
@@ -32,23 +33,39 @@ from ._errors import (
     ValidationError,
 )
 from ._http import RateLimitStatus
-from ._models import Flow, FlowRunStarted, FlowVersion
+from ._models import (
+    CrossReferenceLookup,
+    Flow,
+    FlowRun,
+    FlowRunStarted,
+    FlowRunStatus,
+    FlowVersion,
+    LookupValue,
+)
+from ._pagination import AsyncPaginator, ListOptions, Page
 from ._payload import encode_start_body, stringify_payload
 from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
 from ._version import __version__
 
 __all__ = [
     "APIError",
+    "AsyncPaginator",
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
     "ConflictError",
+    "CrossReferenceLookup",
     "Flow",
+    "FlowRun",
     "FlowRunStarted",
+    "FlowRunStatus",
     "FlowVersion",
     "InProcessRateLimiter",
+    "ListOptions",
+    "LookupValue",
     "NotFoundError",
     "OutcomeUnknownError",
+    "Page",
     "PatchworksClient",
     "PatchworksError",
     "PayloadError",
@@ -60,6 +77,7 @@ __all__ = [
     "RateLimits",
     "RequestKind",
     "RetryPolicy",
+    "RunWaitTimeoutError",
     "ServerError",
     "TimeoutError",
     "TransportError",

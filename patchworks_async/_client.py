@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -25,13 +25,18 @@ from ._config import (
 )
 from ._errors import ConfigurationError
 from ._http import RateLimitStatus
+from ._pagination import MAX_PER_PAGE, AsyncPaginator, ListOptions, list_params
+from ._payload import dumps_compact
 from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
 from ._transport import Transport
+from .resources.flow_runs import FlowRuns
 from .resources.flows import Flows
+from .resources.lookups import CrossReferenceLookups
 
 __all__ = ["PatchworksClient"]
 
 Service = Literal["core", "start"]
+T = TypeVar("T")
 
 
 class PatchworksClient:
@@ -107,6 +112,8 @@ class PatchworksClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self.flows = Flows(self)
+        self.flow_runs = FlowRuns(self)
+        self.cross_reference_lookups = CrossReferenceLookups(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
@@ -190,14 +197,57 @@ class PatchworksClient:
         *,
         params: Sequence[tuple[str, str]] | None = None,
         body: bytes | None = None,
+        json: Any = None,
         kind: RequestKind = RequestKind.ORDINARY,
         idempotent: bool | None = None,
     ) -> Any:
-        """Build the URL from a service and path segments and send through the transport."""
+        """Build the request from a service, path segments and a body; send it.
+
+        Args:
+            service: Which base URL: the Core API or the Start service.
+            method: The HTTP method.
+            path: Path segments, each quoted (an id cannot smuggle a ``/``).
+            params: Query parameters.
+            body: Exact JSON bytes (starts, measured beforehand).
+            json: An object to serialise as the body instead.
+            kind: Which rate-limit buckets the request draws from.
+            idempotent: Whether a resend is harmless; defaults by method.
+        """
         base = self.core_url if service == "core" else self.start_url
         url = base + "".join("/" + quote(str(segment), safe="") for segment in path)
+        if json is not None:
+            body = dumps_compact(json).encode()
         return await self._ready().request(
             method, url, params=params, body=body, kind=kind, idempotent=idempotent
+        )
+
+    def _list(
+        self, path: Sequence[str | int], item_type: type[T], options: ListOptions
+    ) -> AsyncPaginator[T]:
+        """A paginator over a Core API list; arguments are checked now, not at first page."""
+        per_page = options.get("per_page", MAX_PER_PAGE)
+        max_items = options.get("max_items")
+        params = list_params(
+            filter=options.get("filter"),
+            include=options.get("include"),
+            fields=options.get("fields"),
+            sort=options.get("sort"),
+            per_page=per_page,
+        )
+        if type(max_items) is int and 0 < max_items < per_page:
+            per_page = max_items  # one short page rather than a full one cut down
+            params[-1] = ("per_page", str(per_page))
+
+        async def fetch(page_params: list[tuple[str, str]]) -> Any:
+            return await self._call("core", "GET", path, params=page_params)
+
+        return AsyncPaginator(
+            fetch,
+            item_type,
+            params,
+            per_page=per_page,
+            max_items=max_items,
+            prefetch=options.get("prefetch", False),
         )
 
     def __repr__(self) -> str:

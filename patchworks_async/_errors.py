@@ -11,6 +11,8 @@
     │   └── TimeoutError (also builtins.TimeoutError)
     ├── OutcomeUnknownError                      a non-idempotent request (a start) may or may
     │                                            not have been processed
+    ├── RunWaitTimeoutError (also builtins.TimeoutError)
+    │                                            a flow run still running at the deadline
     ├── UnexpectedResponseError                  a success reply that does not have the
     │                                            expected shape (.field, .body)
     └── APIError (.status, .message, .errors, .headers, .body, .method, .url)
@@ -48,6 +50,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RunWaitTimeoutError",
     "ServerError",
     "TimeoutError",
     "TransportError",
@@ -104,6 +107,20 @@ class OutcomeUnknownError(PatchworksError):
         self.method = method
         self.url = url
         self.status = status
+
+
+class RunWaitTimeoutError(PatchworksError, builtins.TimeoutError):
+    """A flow run had not finished when ``flow_runs.wait()`` stopped waiting.
+
+    Attributes:
+        run_id: The run waited for.
+        last_status: The status seen at the last poll.
+    """
+
+    def __init__(self, message: str, *, run_id: int | str, last_status: object) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.last_status = last_status
 
 
 class UnexpectedResponseError(PatchworksError):

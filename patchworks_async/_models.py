@@ -9,6 +9,7 @@ a client. Timestamps arrive as ISO 8601 strings or Unix milliseconds; both becom
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -17,7 +18,17 @@ from attrs import field, frozen
 
 from ._errors import UnexpectedResponseError
 
-__all__ = ["Flow", "FlowRunStarted", "FlowVersion", "converter", "structure"]
+__all__ = [
+    "CrossReferenceLookup",
+    "Flow",
+    "FlowRun",
+    "FlowRunStarted",
+    "FlowRunStatus",
+    "FlowVersion",
+    "LookupValue",
+    "converter",
+    "structure",
+]
 
 T = TypeVar("T")
 
@@ -48,6 +59,63 @@ class Flow:
     versions: tuple[FlowVersion, ...] | None = None
     latest_version: FlowVersion | None = None
     deployed_version: FlowVersion | None = None
+
+
+class FlowRunStatus(enum.IntEnum):
+    """A flow run's status code."""
+
+    STARTED = 1
+    SUCCESS = 2
+    FAILURE = 3
+    STOPPED = 4
+    PARTIAL_SUCCESS = 5
+
+
+@frozen
+class FlowRun:
+    """One run of a process flow.
+
+    ``status`` is a :class:`FlowRunStatus`, or the raw ``int`` when the server sends a code
+    this library does not know yet: a new code never breaks a client.
+    """
+
+    id: int
+    status: FlowRunStatus | int
+    flow_id: int | None = None
+    flow_version_id: int | None = None
+    trigger: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has left STARTED (an unknown code counts as finished)."""
+        return self.status != FlowRunStatus.STARTED
+
+
+@frozen
+class CrossReferenceLookup:
+    """A cross-reference lookup table (created with no rows)."""
+
+    id: int
+    name: str
+    description: str | None = None
+    default_value: str | None = None
+    cross_reference_lookup_template_id: int | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@frozen
+class LookupValue:
+    """One row of a cross-reference lookup: a left value and the right value it maps to."""
+
+    id: int
+    left_value: str
+    right_value: str
+    cross_reference_lookup_id: int | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
 
 
 @frozen
@@ -102,30 +170,49 @@ def _structure_datetime(value: Any, _: type) -> dt.datetime:
     raise ValueError(f"not a timestamp: {value!r}")
 
 
+def _structure_run_status(value: Any, _: Any) -> FlowRunStatus | int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"not a status code: {value!r}")
+    code = int(value)
+    try:
+        return FlowRunStatus(code)
+    except ValueError:
+        return code  # a code this version does not know: keep it rather than fail
+
+
 def _make_converter() -> cattrs.Converter:
     """The one converter: tolerant of extra keys, strict about the types it keeps."""
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(dt.datetime, _structure_datetime)
+    conv.register_structure_hook_func(lambda t: t == (FlowRunStatus | int), _structure_run_status)
     return conv
 
 
 converter = _make_converter()
 
 
-def structure(data: Any, cls: type[T], *, body: Any = None) -> T:
-    """Build ``cls`` from decoded JSON; a mismatch raises :class:`UnexpectedResponseError`."""
+def structure(data: Any, cls: type[T], *, body: Any = None, path: str = "data") -> T:
+    """Build ``cls`` from decoded JSON; a mismatch raises :class:`UnexpectedResponseError`.
+
+    Args:
+        data: The decoded JSON of one resource.
+        cls: The model to build.
+        body: The whole reply, kept on the error.
+        path: Where ``data`` sits in the reply, to name the offending field
+            (``data[3].status``).
+    """
     try:
         return converter.structure(data, cls)
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError) as exc:
         details = (
-            cattrs.transform_error(exc)
+            cattrs.transform_error(exc, path=path)
             if isinstance(exc, cattrs.BaseValidationError)
-            else [str(exc)]
+            else [f"{exc} @ {path}"]
         )
         first = details[0] if details else str(exc)
-        path = first.rpartition(" @ ")[2] if " @ " in first else None
+        field_path = first.rpartition(" @ ")[2] if " @ " in first else path
         raise UnexpectedResponseError(
             f"unexpected {cls.__name__} in the reply: {'; '.join(details)}",
-            field=path,
+            field=field_path,
             body=data if body is None else body,
         ) from exc

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
-from .._errors import UnexpectedResponseError
+from .._errors import ConfigurationError, UnexpectedResponseError
 from .._models import Flow, FlowRunStarted, structure
+from .._pagination import AsyncPaginator, ListOptions
 from .._payload import encode_start_body
 from .._ratelimit import RequestKind
 
 if TYPE_CHECKING:
     from .._client import PatchworksClient
 
-__all__ = ["Flows", "include_param"]
+__all__ = ["Flows", "data_of", "include_param"]
+
+UPDATE_TOP_LEVEL_FIELDS = frozenset({"labels", "notification_groups"})
+"""``update()`` fields the API takes beside the ``flow`` object rather than inside it."""
 
 
 def include_param(include: str | Iterable[str] | None) -> list[tuple[str, str]]:
@@ -127,9 +131,91 @@ class Flows:
         reply = await self._client._call("start", "POST", path, body=body, kind=kind)
         return FlowRunStarted.from_reply(reply)
 
+    def list(self, **options: Unpack[ListOptions]) -> AsyncPaginator[Flow]:
+        """Stream the account's flows, a page at a time.
+
+        Filters include ``name``, ``enabled``, ``deployed``, ``id`` and ``marketplace_app_id``;
+        includes ``versions``, ``latestVersion``, ``deployedVersion``; sorts ``name``,
+        ``enabled_at``, ``created_at``, ``id``. See :class:`ListOptions` for the arguments.
+        """
+        return self._client._list(["flows"], Flow, options)
+
     async def get(self, flow_id: int | str, *, include: str | Iterable[str] | None = None) -> Flow:
         """One flow, with the relations named in ``include`` (``versions``, ``latestVersion``)."""
         reply = await self._client._call(
             "core", "GET", ["flows", flow_id], params=include_param(include)
         )
         return structure(data_of(reply), Flow, body=reply)
+
+    async def create(
+        self, name: str, *, description: str | None = None, prod_flag: bool | None = None
+    ) -> Flow:
+        """Create a flow. Not retried after an ambiguous failure (it could create two)."""
+        fields: dict[str, Any] = {"name": name}
+        if description is not None:
+            fields["description"] = description
+        if prod_flag is not None:
+            fields["prod_flag"] = prod_flag
+        reply = await self._client._call("core", "POST", ["flows"], json={"flow": fields})
+        return structure(data_of(reply), Flow, body=reply)
+
+    async def update(self, flow_id: int | str, **fields: Any) -> Flow:
+        """Change only the fields given (``name``, ``description``, ``enabled_at``, ...).
+
+        Flow fields are sent inside ``flow``; ``labels`` and ``notification_groups`` beside it,
+        as the API reference lays out the body.
+        """
+        if not fields:
+            raise ConfigurationError("update() needs at least one field to change")
+        body: dict[str, Any] = {
+            key: fields.pop(key) for key in list(fields) if key in UPDATE_TOP_LEVEL_FIELDS
+        }
+        if fields:
+            body["flow"] = fields
+        reply = await self._client._call("core", "PUT", ["flows", flow_id], json=body)
+        return structure(data_of(reply), Flow, body=reply)
+
+    async def delete(self, flow_id: int | str) -> None:
+        """Delete a flow."""
+        await self._client._call("core", "DELETE", ["flows", flow_id])
+
+    async def export(self, flow_id: int | str) -> Mapping[str, Any]:
+        """Export a flow; the document (whose shape the API does not fix) is returned as is.
+
+        Safe to retry: exporting changes nothing.
+        """
+        reply = await self._client._call(
+            "core", "POST", ["flows", "export"], json={"flow_id": flow_id}, idempotent=True
+        )
+        data = data_of(reply)
+        if not isinstance(data, Mapping):
+            raise UnexpectedResponseError("an export should be an object", field="data", body=reply)
+        return data
+
+    async def import_(
+        self, data: Mapping[str, Any], *, metadata: Mapping[str, Any], as_marketplace: bool = False
+    ) -> Flow:
+        """Import a flow from an :meth:`export` document; returns the new flow."""
+        body = {"flow": data, "metadata": metadata, "as_marketplace": as_marketplace}
+        reply = await self._client._call("core", "POST", ["flows", "import"], json=body)
+        return structure(data_of(reply), Flow, body=reply)
+
+    async def duplicate(self, flow_id: int | str, flow_version_id: int | str) -> Flow:
+        """Copy a flow from one of its versions; returns the new flow."""
+        reply = await self._client._call(
+            "core",
+            "POST",
+            ["flows", flow_id, "duplicate"],
+            json={"flow_version_id": flow_version_id},
+        )
+        return structure(data_of(reply), Flow, body=reply)
+
+    async def toggle_layout_direction(self, flow_id: int | str) -> None:
+        """Flip the flow's canvas between horizontal and vertical (no content comes back).
+
+        A toggle is not idempotent: an ambiguous failure raises
+        :class:`OutcomeUnknownError` instead of flipping it twice.
+        """
+        await self._client._call(
+            "core", "PATCH", ["flows", flow_id, "layout-direction"], idempotent=False
+        )
