@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Literal, Self, TypeVar
@@ -214,7 +215,7 @@ class PatchworksClient:
             idempotent: Whether a resend is harmless; defaults by method.
         """
         base = self.core_url if service == "core" else self.start_url
-        url = base + "".join("/" + quote(str(segment), safe="") for segment in path)
+        url = base + "".join(map(_path_segment, path))
         if json is not None:
             body = dumps_compact(json).encode()
         return await self._ready().request(
@@ -255,6 +256,19 @@ class PatchworksClient:
             f"PatchworksClient(auth={self._credentials.kind!r}, core_url={self.core_url!r}, "
             f"start_url={self.start_url!r})"
         )
+
+
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_.~-]+")
+
+
+def _path_segment(segment: str | int) -> str:
+    """``/segment``, percent-quoted unless plainly safe: an id cannot smuggle in a ``/``."""
+    if type(segment) is int:
+        return f"/{segment}"
+    text = str(segment)
+    if _PLAIN_SEGMENT.fullmatch(text) and text not in (".", ".."):
+        return "/" + text
+    return "/" + quote(text, safe="")
 
 
 class _Credentials:

@@ -35,7 +35,7 @@ def decode_body(raw: bytes) -> Any:
 
     Content-Type is not trusted: proxies label HTML as anything and APIs label JSON as text.
     """
-    if not raw.strip():
+    if not raw or raw.isspace():
         return None
     try:
         return json.loads(raw)
@@ -74,17 +74,21 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return max(0.0, seconds)
 
 
-def parse_rate_limit(headers: Mapping[str, str], *, now: float) -> RateLimitStatus | None:
+def parse_rate_limit(
+    headers: Mapping[str, str], *, now: float, refused: bool = True
+) -> RateLimitStatus | None:
     """The rate-limit headers of a response, or ``None`` when it carried none (no guessing).
 
     Args:
         headers: Response headers (a case-insensitive mapping).
         now: The current epoch time, to turn an HTTP-date ``Retry-After`` into seconds.
+        refused: Whether this is a 429; only a refusal carries ``Retry-After`` and
+            ``X-RateLimit-Reset``, so for other responses they are not looked for.
     """
     limit = _int_header(headers, "X-RateLimit-Limit")
     remaining = _int_header(headers, "X-RateLimit-Remaining")
-    retry_after = parse_retry_after(headers.get("Retry-After"), now=now)
-    reset = _int_header(headers, "X-RateLimit-Reset")
+    retry_after = parse_retry_after(headers.get("Retry-After"), now=now) if refused else None
+    reset = _int_header(headers, "X-RateLimit-Reset") if refused else None
     if limit is None and remaining is None and retry_after is None and reset is None:
         return None
     return RateLimitStatus(

@@ -129,6 +129,14 @@ class _Gate:
     def _ready_at(self, now: float) -> float:
         return max(self.window.ready_at(now), self.not_before)
 
+    def take_now(self, now: float) -> bool:
+        """Take a slot and log the send at once if nobody queues and one is free."""
+        if self._waiters or self._ready_at(now) > now:
+            return False
+        self.window.reserve(now)
+        self.window.commit(now)
+        return True
+
     async def hold(self, priority: int) -> None:
         """Wait until a slot is held for the caller; on cancellation nothing stays held."""
         now = self._loop.time()
@@ -187,7 +195,7 @@ class InProcessRateLimiter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._global: _Gate
         self._manual: _Gate
-        self._starts: _Gate | None
+        self._class_gates: dict[RequestKind, tuple[_Gate, ...]]
 
     def _bind(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()
@@ -202,28 +210,29 @@ class InProcessRateLimiter:
         burst = self._burst if self._burst is not None else max(1, limits.requests // 30)
         self._global = _Gate(_Window(limits.requests, span, burst), loop)
         self._manual = _Gate(_Window(limits.manual_starts, span, 1), loop)
-        self._starts = (
-            _Gate(_Window(limits.starts, span, max(1, limits.starts // 30)), loop)
+        starts = (
+            (_Gate(_Window(limits.starts, span, max(1, limits.starts // 30)), loop),)
             if limits.starts
-            else None
+            else ()
         )
+        # The buckets a request holds before its global slot, in the order it takes them.
+        self._class_gates = {
+            RequestKind.ORDINARY: (),
+            RequestKind.START: starts,
+            RequestKind.MANUAL: (self._manual, *starts),
+        }
         self._loop = loop
         return loop
-
-    def _class_gates(self, kind: RequestKind) -> list[_Gate]:
-        gates: list[_Gate] = []
-        if kind is RequestKind.MANUAL:
-            gates.append(self._manual)
-        if kind is not RequestKind.ORDINARY and self._starts is not None:
-            gates.append(self._starts)
-        return gates
 
     async def acquire(self, kind: RequestKind = RequestKind.ORDINARY) -> None:
         """Return when a request of ``kind`` may be sent; see :class:`RateLimiter`."""
         loop = self._bind()
+        classes = self._class_gates[kind]
+        if not classes and self._global.take_now(loop.time()):
+            return  # the common case under the limit: no queue, no await
         held: list[_Gate] = []
         try:
-            for gate in self._class_gates(kind):
+            for gate in classes:
                 await gate.hold(priority=0)
                 held.append(gate)
             priority = 0 if held else 1

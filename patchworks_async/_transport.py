@@ -23,11 +23,10 @@ import random
 import sys
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import aiohttp
 import backoff
-from attrs import field, frozen
 
 from ._auth import Auth
 from ._config import RetryPolicy
@@ -64,17 +63,21 @@ def user_agent() -> str:
     return f"patchworks-async/{__version__} aiohttp/{aiohttp.__version__} python/{python}"
 
 
-@frozen
-class _Request:
+class _Request(NamedTuple):
+    """One request as built by :meth:`Transport.request` (a tuple: cheap on the hot path)."""
+
     method: str
     url: str
     params: Sequence[tuple[str, str]] | None
-    body: bytes | None = field(repr=False)  # payloads never reach a log line
+    body: bytes | None
     kind: RequestKind
     idempotent: bool
 
     def __str__(self) -> str:
         return f"{self.method} {self.url}"
+
+    def __repr__(self) -> str:  # the body (a payload) never reaches a log line
+        return f"_Request({self.method!r}, {self.url!r}, kind={self.kind.name})"
 
 
 class _Retry(Exception):
@@ -123,7 +126,7 @@ class Transport:
             on_backoff=self._log_retry,
             logger=None,
         )
-        self._with_retries = retrying(self._attempt)
+        self._with_retries = retrying(self._retry)
         self._login_with_retries = retrying(self._login_attempt)
 
     async def request(
@@ -151,9 +154,23 @@ class Transport:
             idempotent = method in IDEMPOTENT_METHODS and kind is RequestKind.ORDINARY
         request = _Request(method, url, params, body, kind, idempotent)
         try:
-            return await self._with_retries(request)
+            # The first try runs outside backoff's machinery, which costs more than the rest
+            # of the client's per-request work; only a retryable failure enters it.
+            return await self._attempt(request)
+        except _Retry as failure:
+            if self.retry.attempts <= 1:
+                raise failure.error from failure.error.__cause__
+            first_failure = [failure]
+        try:
+            return await self._with_retries(request, first_failure)
         except _Retry as exhausted:
             raise exhausted.error from exhausted.error.__cause__
+
+    async def _retry(self, request: _Request, first_failure: list[_Retry]) -> Any:
+        """What backoff retries: replays the first try's failure so it counts as try 1."""
+        if first_failure:
+            raise first_failure.pop()
+        return await self._attempt(request)
 
     def _may_resend_ambiguous(self, request: _Request) -> bool:
         if request.idempotent:
@@ -170,11 +187,13 @@ class Transport:
             started = time.monotonic()
             status, headers, raw = await self._send(request, authorization)
             body = decode_body(raw)
-            now = time.time()
-            observed = parse_rate_limit(headers, now=now)
+            refused = status == 429
+            now = time.time() if refused else 0.0  # only a 429's dates need the wall clock
+            observed = parse_rate_limit(headers, now=now, refused=refused)
             if observed is not None:
                 self.rate_limit = observed
-            logger.debug("%s -> %d in %.3fs", request, status, time.monotonic() - started)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s -> %d in %.3fs", request, status, time.monotonic() - started)
             if 200 <= status < 300:
                 return body
             if status == 429:

@@ -20,6 +20,7 @@ from patchworks_async import (
     encode_start_body,
     stringify_payload,
 )
+from patchworks_async._payload import dumps_compact
 
 MiB8 = 8 * 1024 * 1024
 
@@ -167,3 +168,38 @@ def test_the_body_holds_payload_ids_and_optional_fields_only_when_given() -> Non
 def test_bad_flow_ids_are_refused(bad_id: object) -> None:
     with pytest.raises(ConfigurationError):
         encode_start_body(bad_id, 1, "x", max_body_bytes=MiB8)  # type: ignore[arg-type]
+
+
+@given(
+    json_values.filter(lambda v: v is not None and not isinstance(v, str)),
+    st.one_of(st.integers(min_value=1), st.text(min_size=1, max_size=5)),
+    st.none() | st.integers(min_value=1),
+    st.none() | st.dictionaries(st.text(max_size=5), json_values, max_size=3),
+    st.none() | st.integers(min_value=1),
+)
+def test_the_hand_built_body_is_exactly_what_json_makes_of_the_same_object(
+    value: object,
+    flow_id: int | str,
+    version_id: int | None,
+    flow_variables: dict[str, object] | None,
+    environment: int | None,
+) -> None:
+    try:
+        sent = encode_start_body(
+            flow_id,
+            version_id,
+            value,
+            max_body_bytes=MiB8,
+            flow_variables=flow_variables,
+            virtual_environment_id=environment,
+        )
+    except PayloadError:
+        return  # lone surrogates; covered above
+    expected: dict[str, object] = {"payload": stringify_payload(value), "flow_id": flow_id}
+    if version_id is not None:
+        expected["version_id"] = version_id
+    if flow_variables is not None:
+        expected["flow_variables"] = flow_variables
+    if environment is not None:
+        expected["virtual_environment_id"] = environment
+    assert sent == dumps_compact(expected).encode()
