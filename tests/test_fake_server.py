@@ -663,10 +663,11 @@ async def test_unknown_route_and_wrong_verb_are_json(
     )
     assert (status, body) == (405, {"message": "Method Not Allowed"})
     assert headers["Allow"] == "POST"
-    status, _, body = await call(
-        session, "DELETE", f"{fake.core_url}/flows/101", headers=key_headers(fake)
+    status, headers, body = await call(
+        session, "POST", f"{fake.core_url}/flows/101", headers=key_headers(fake)
     )
     assert (status, body) == (405, {"message": "Method Not Allowed"})
+    assert headers["Allow"] == "GET, PUT, DELETE"
     _, headers, _ = await get_flow(session, fake)
     assert headers["X-RateLimit-Remaining"] == "239"
 

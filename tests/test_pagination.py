@@ -229,7 +229,7 @@ class TestStreaming:
 async def test_prefetch_overlaps_the_next_request_with_the_callers_work() -> None:
     source = PageSource(6, delay=0.01)
     overlapped = 0
-    async for page in source.paginator(prefetch=True).pages():
+    async for _page in source.paginator(prefetch=True).pages():
         await asyncio.sleep(0.005)  # work, during which the next page is on its way
         overlapped += source.in_flight
     assert overlapped == 2  # pages 2 and 3 were in flight while pages 1 and 2 were handled

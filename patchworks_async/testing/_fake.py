@@ -7,6 +7,12 @@ application on loopback that answers like the documented API: the same URLs and 
 schemes, the same error bodies, Laravel's fixed-window throttle (see ``_throttle``), and
 switches to inject the failures a client must survive without starting a flow twice.
 
+The Core API resources (flows, flow runs, cross-reference lookups and their rows) live in
+``_store``, which holds the data and the route logic without any HTTP; the Laravel list
+conventions (filters, sorts, includes, fields, pagination) are pure functions in
+``_pages``. This module routes requests to them through the same pipeline as every other
+route, so they are authenticated, throttled and fault-injected alike.
+
 Every request is checked in the order the real stack would apply, so that status codes
 and throttle accounting match:
 
@@ -16,7 +22,7 @@ and throttle accounting match:
 4. authentication (401, not counted); the login route skips 4 to 6;
 5. throttles, global then manual then starts (429, not counted by the refusing throttle);
 6. ``Content-Type`` of a request with a body (415, counted);
-7. route logic and validation (200, 400, 404, 422);
+7. route logic and validation (200, 201, 204, 400, 404, 409, 422);
 8. injected faults that act *after* processing (the work is done, the reply is lost).
 """
 
@@ -38,6 +44,8 @@ from typing import Any, Final, Literal, NoReturn, Self, TypeAlias, TypedDict
 import attrs
 from aiohttp import web
 
+from ._pages import php_query, validation_body
+from ._store import CoreRequest, Reply, Store
 from ._throttle import FixedWindowThrottle, Limit, Verdict, whole_second_retry_after
 
 __all__ = ["FakePatchworks", "Fault", "ReceivedRequest", "RouteKind", "StartedRun"]
@@ -47,8 +55,7 @@ RouteKind: TypeAlias = Literal["core", "start", "manual", "login"]
 
 _ROUTE_KINDS: Final = frozenset({"core", "start", "manual", "login"})
 _RUN_ID_KEYS: Final = ("flow_run_id", "run_id", "id", "data.id", "data.flow_run_id")
-_FIRST_RUN_ID: Final = 500001
-_SEED_TIMESTAMP: Final = "2026-01-01T00:00:00.000000Z"
+_RUN_OUTCOMES: Final = range(2, 6)
 _DEFAULT_USERS: Final[Mapping[str, str]] = MappingProxyType(
     {"user@example.com": "correct horse battery staple"}
 )
@@ -195,9 +202,36 @@ class _Route:
     handler: str
 
 
+def _core_route(method: str, template: str, handler: str) -> _Route:
+    """A Core API route; ``{name}`` in ``template`` becomes a path parameter."""
+    pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", template)
+    return _Route(method, re.compile(f"/core/api/v1{pattern}"), "core", handler)
+
+
+_LOOKUP: Final = "/cross-reference-lookups/{lookup_id}"
+
 _ROUTES: Final = (
     _Route("POST", re.compile(r"/fabric/api/v1/login"), "login", "login"),
-    _Route("GET", re.compile(r"/core/api/v1/flows/(?P<flow_id>[^/]+)"), "core", "get_flow"),
+    _core_route("GET", "/flows", "list_flows"),
+    _core_route("POST", "/flows", "create_flow"),
+    _core_route("POST", "/flows/export", "export_flow"),
+    _core_route("POST", "/flows/import", "import_flow"),
+    _core_route("GET", "/flows/{flow_id}", "get_flow"),
+    _core_route("PUT", "/flows/{flow_id}", "update_flow"),
+    _core_route("DELETE", "/flows/{flow_id}", "delete_flow"),
+    _core_route("POST", "/flows/{flow_id}/duplicate", "duplicate_flow"),
+    _core_route("PATCH", "/flows/{flow_id}/layout-direction", "toggle_layout_direction"),
+    _core_route("GET", "/flow-runs", "list_flow_runs"),
+    _core_route("GET", "/flow-runs/{run_id}", "get_flow_run"),
+    _core_route("GET", "/cross-reference-lookups", "list_lookups"),
+    _core_route("POST", "/cross-reference-lookups", "create_lookup"),
+    _core_route("GET", _LOOKUP, "get_lookup"),
+    _core_route("PUT", _LOOKUP, "update_lookup"),
+    _core_route("DELETE", _LOOKUP, "delete_lookup"),
+    _core_route("GET", f"{_LOOKUP}/values", "list_lookup_values"),
+    _core_route("POST", f"{_LOOKUP}/values", "create_lookup_value"),
+    _core_route("PUT", f"{_LOOKUP}/values/{{value_id}}", "update_lookup_value"),
+    _core_route("DELETE", f"{_LOOKUP}/values/{{value_id}}", "delete_lookup_value"),
     _Route(
         "POST",
         re.compile(r"/start/api/v1/flows/(?P<flow_id>[^/]+)/start(?:/(?P<version_id>[^/]+))?"),
@@ -253,7 +287,8 @@ def _match_route(method: str, path: str) -> _Match:
         if route.method == method:
             params = {k: v for k, v in found.groupdict().items() if v is not None}
             return _Match(route, params)
-        allow.append(route.method)
+        if route.method not in allow:
+            allow.append(route.method)
     if allow:
         return _Match(None, status=405, allow=tuple(allow))
     return _Match(None, status=404)
@@ -282,12 +317,14 @@ def _message(status: int, message: str) -> web.Response:
 
 def _validation_error(errors: Mapping[str, list[str]]) -> web.Response:
     """Build a 422 in Laravel's format, including its "(and N more errors)" summary."""
-    messages = [m for field_messages in errors.values() for m in field_messages]
-    message = messages[0]
-    if len(messages) > 1:
-        more = len(messages) - 1
-        message += f" (and {more} more error{'s' if more > 1 else ''})"
-    return _json(422, {"message": message, "errors": dict(errors)})
+    return _json(422, validation_body(errors))
+
+
+def _reply(reply: Reply) -> web.Response:
+    """A store ``Reply`` as a response; no body at all for a 204, as Laravel sends it."""
+    if reply.body is None:
+        return web.Response(status=reply.status)
+    return _json(reply.status, reply.body)
 
 
 def _rate_headers(verdict: Verdict) -> dict[str, str]:
@@ -374,6 +411,20 @@ def _check_run_id_key(value: str) -> str:
     return value
 
 
+def _check_run_duration(value: float) -> float:
+    """Refuse run durations that are negative or not finite (0 finishes on the next read)."""
+    if not value >= 0 or math.isinf(value):
+        raise ValueError(f"run_duration must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_run_outcome(value: int) -> int:
+    """Refuse a final status that is not one of the finished codes 2 to 5."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in _RUN_OUTCOMES:
+        raise ValueError(f"run_outcome must be an int from 2 to 5, got {value!r}")
+    return value
+
+
 def _check_positive(name: str, value: float) -> float:
     """Refuse durations that are not finite and strictly positive."""
     if not value > 0 or math.isinf(value):
@@ -425,6 +476,8 @@ class FakePatchworks:
         max_body_bytes: int = 8 * 1024 * 1024,
         latency: float | tuple[float, float] = 0.0,
         run_id_key: str = "flow_run_id",
+        run_duration: float = 0.5,
+        run_outcome: int = 2,
         seed: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -445,6 +498,10 @@ class FakePatchworks:
             run_id_key: Where the run id goes in a start reply: one of ``flow_run_id``,
                 ``run_id``, ``id``, ``data.id``, ``data.flow_run_id`` (the real key is
                 undocumented, so clients must cope with each).
+            run_duration: Seconds a started run stays STARTED (1) before it finishes;
+                computed when runs are read, no timer runs.
+            run_outcome: The status a started run finishes with: 2 success, 3 failure,
+                4 stopped, 5 partial success.
             seed: Seed of the jitter RNG, for reproducible arrival times.
             host: Interface to listen on.
             port: Port to listen on; 0 picks a free one.
@@ -474,23 +531,47 @@ class FakePatchworks:
         self._throttle = FixedWindowThrottle()
         self._tokens: dict[str, float] = {}
         self._injections: list[_Injection] = []
-        self._next_run_id = _FIRST_RUN_ID
+        self._store = Store(
+            run_duration=_check_run_duration(run_duration),
+            run_outcome=_check_run_outcome(run_outcome),
+        )
         self._runner: web.AppRunner | None = None
         self._closing: asyncio.Event | None = None
         self._base_url: str | None = None
         self._used = False
 
-        self.flows: dict[int, dict[str, Any]] = {}
-        self.versions: dict[int, dict[str, Any]] = {}
         self.received: list[ReceivedRequest] = []
         self.starts: list[StartedRun] = []
         self.throttled: int = 0
         self.throttled_by: dict[str, int] = {}
         self.login_count: int = 0
         self._handlers: dict[str, Callable[[_Call, Mapping[str, str]], web.Response]] = {
-            "get_flow": self._get_flow,
             "start_flow": self._start_flow,
         }
+        store = self._store
+        for route_handler in (
+            store.list_flows,
+            store.create_flow,
+            store.export_flow,
+            store.import_flow,
+            store.get_flow,
+            store.update_flow,
+            store.delete_flow,
+            store.duplicate_flow,
+            store.toggle_layout_direction,
+            store.list_flow_runs,
+            store.get_flow_run,
+            store.list_lookups,
+            store.create_lookup,
+            store.get_lookup,
+            store.update_lookup,
+            store.delete_lookup,
+            store.list_lookup_values,
+            store.create_lookup_value,
+            store.update_lookup_value,
+            store.delete_lookup_value,
+        ):
+            self._handlers[route_handler.__name__] = self._core(route_handler)
         self.add_flow(
             "Orders to ERP",
             id=101,
@@ -627,6 +708,53 @@ class FakePatchworks:
     def run_id_key(self, value: str) -> None:
         self._run_id_key = _check_run_id_key(value)
 
+    @property
+    def flows(self) -> dict[int, dict[str, Any]]:
+        """Flows by id, as the API serves them; edit freely (a live dict, not a copy)."""
+        return self._store.flows
+
+    @property
+    def versions(self) -> dict[int, dict[str, Any]]:
+        """Flow versions by id (each names its ``flow_id``); a live dict."""
+        return self._store.versions
+
+    @property
+    def flow_runs(self) -> dict[int, dict[str, Any]]:
+        """Flow runs by id, a live dict, brought up to date on every read.
+
+        A run created by a start finishes ``run_duration`` seconds after it arrived;
+        reading this property (or the runs routes) applies every finish that is due.
+        """
+        return self._store.flow_runs
+
+    @property
+    def lookups(self) -> dict[int, dict[str, Any]]:
+        """Cross-reference lookups by id; a live dict."""
+        return self._store.lookups
+
+    @property
+    def lookup_values(self) -> dict[int, dict[str, Any]]:
+        """Lookup rows by id (each names its ``cross_reference_lookup_id``); a live dict."""
+        return self._store.lookup_values
+
+    @property
+    def run_duration(self) -> float:
+        """Seconds a started run stays STARTED; settable, applies to later starts."""
+        return self._store.run_duration
+
+    @run_duration.setter
+    def run_duration(self, value: float) -> None:
+        self._store.run_duration = _check_run_duration(value)
+
+    @property
+    def run_outcome(self) -> int:
+        """The status later runs finish with (2 to 5); settable."""
+        return self._store.run_outcome
+
+    @run_outcome.setter
+    def run_outcome(self, value: int) -> None:
+        self._store.run_outcome = _check_run_outcome(value)
+
     def add_flow(
         self,
         name: str,
@@ -636,6 +764,11 @@ class FakePatchworks:
         **fields: Any,
     ) -> dict[str, Any]:
         """Seed a flow (and its versions) that the API will then serve and start.
+
+        A seeded flow is enabled (``enabled_at`` set) and carries every field the routes
+        read or write: ``description``, ``enabled_at``, ``created_at``, ``updated_at``,
+        ``deployed_version_id``, ``layout_direction`` ("horizontal"), ``use_queued_time``,
+        ``remove_failed_payloads``, ``priority``, ``prod_flag`` and ``marketplace_app_id``.
 
         Args:
             name: The flow's name.
@@ -652,29 +785,82 @@ class FakePatchworks:
             ValueError: If an id is already used or ``deployed_version`` is not one of
                 ``versions``.
         """
-        flow_id = int(fields.pop("id", max(self.flows, default=100) + 1))
-        version_ids = list(versions) or [max(self.versions, default=9000) + 1]
-        self._check_new_flow(flow_id, version_ids, deployed_version)
-        flow: dict[str, Any] = {
-            "id": flow_id,
-            "name": name,
-            "description": None,
-            "enabled_at": _SEED_TIMESTAMP,
-            "created_at": _SEED_TIMESTAMP,
-            "updated_at": _SEED_TIMESTAMP,
-            "deployed_version_id": deployed_version,
-            **fields,
-        }
-        self.flows[flow_id] = flow
-        for number, version_id in enumerate(version_ids, start=1):
-            self.versions[version_id] = {
-                "id": version_id,
-                "flow_id": flow_id,
-                "version": number,
-                "created_at": _SEED_TIMESTAMP,
-                "updated_at": _SEED_TIMESTAMP,
-            }
-        return flow
+        return self._store.add_flow(
+            name, versions=versions, deployed_version=deployed_version, **fields
+        )
+
+    def add_flows(
+        self, count: int, *, name_prefix: str = "Flow", deployed: bool = True
+    ) -> list[dict[str, Any]]:
+        """Seed ``count`` flows at once, each with one version, in O(count).
+
+        ``add_flow`` in a loop would be quadratic (it checks every id for clashes); this
+        is what benchmarks and pagination tests use to fill the store with thousands.
+
+        Args:
+            count: How many flows (0 or more).
+            name_prefix: Names are ``"<name_prefix> 1"``, ``"<name_prefix> 2"``...
+            deployed: Whether each flow's version is deployed (so a start may omit it).
+
+        Returns:
+            The stored flow dicts, in id order (ids and version ids follow the highest ones).
+        """
+        return self._store.add_flows(count, name_prefix=name_prefix, deployed=deployed)
+
+    def add_flow_run(
+        self,
+        flow_id: int,
+        *,
+        status: int = 2,
+        started_at_ms: int | None = None,
+        version_id: int | None = None,
+        **fields: Any,
+    ) -> dict[str, Any]:
+        """Seed a flow run that ``GET /flow-runs`` will list.
+
+        Unlike a run created by a start, a seeded run keeps ``status`` until changed:
+        ``status=1`` stays STARTED for ever (to test a wait that times out) and any code,
+        even an undocumented one such as 9, is served as given.
+
+        Args:
+            flow_id: An existing flow.
+            status: The run's status code.
+            started_at_ms: Unix milliseconds; now when None.
+            version_id: One of the flow's versions; None takes the deployed one, else the
+                latest.
+            **fields: Extra or overriding run fields (``trigger``, ``payload_size``,
+                ``finished_at``; ``id`` picks the run id). ``finished_at`` defaults to
+                null for status 1, else ``started_at + run_duration``.
+
+        Returns:
+            The stored run dict (the same object as ``flow_runs[id]``).
+
+        Raises:
+            ValueError: If the flow does not exist, the version is not one of its own, or
+                an ``id`` is already used.
+        """
+        return self._store.add_flow_run(
+            flow_id, status=status, started_at_ms=started_at_ms, version_id=version_id, **fields
+        )
+
+    def add_lookup(
+        self, name: str, *, rows: Iterable[tuple[str, str]] = (), **fields: Any
+    ) -> dict[str, Any]:
+        """Seed a cross-reference lookup and its rows.
+
+        Args:
+            name: The lookup's name.
+            rows: ``(left_value, right_value)`` pairs; left values must be distinct.
+            **fields: Extra or overriding lookup fields (``description``,
+                ``default_value``...); ``id`` picks the lookup id.
+
+        Returns:
+            The stored lookup dict (the same object as ``lookups[id]``).
+
+        Raises:
+            ValueError: If the id is already used or two rows share a left value.
+        """
+        return self._store.add_lookup(name, rows=rows, **fields)
 
     def inject(self, fault: Fault, *, times: int = 1, route: RouteKind | None = None) -> None:
         """Make the next ``times`` requests matching ``route`` suffer ``fault``.
@@ -849,18 +1035,6 @@ class FakePatchworks:
             return self._rng.uniform(*self._latency)
         return self._latency
 
-    def _check_new_flow(
-        self, flow_id: int, version_ids: list[int], deployed_version: int | None
-    ) -> None:
-        """Refuse ids already in use and a deployed version the flow does not have."""
-        if flow_id in self.flows:
-            raise ValueError(f"flow id {flow_id} is already used")
-        clashes = sorted(set(version_ids) & set(self.versions))
-        if clashes or len(set(version_ids)) != len(version_ids):
-            raise ValueError(f"version ids must be new and distinct, got {version_ids}")
-        if deployed_version is not None and deployed_version not in version_ids:
-            raise ValueError(f"deployed_version {deployed_version} is not one of {version_ids}")
-
     # ------------------------------------------------------------------ auth
 
     def _authenticated(self, authorization: str | None) -> bool:
@@ -951,41 +1125,29 @@ class FakePatchworks:
 
     # ------------------------------------------------------------------ routes
 
+    def _core(
+        self, route: Callable[[CoreRequest], Reply]
+    ) -> Callable[[_Call, Mapping[str, str]], web.Response]:
+        """Adapt a store route to the pipeline: decode the body and query, encode the reply."""
+
+        def handle(call: _Call, params: Mapping[str, str]) -> web.Response:
+            body = _parse_object(call.body)
+            if body is None:
+                return _message(400, "Malformed JSON.")
+            request = call.request
+            url = f"{request.scheme}://{request.host}{request.path.rstrip('/')}"
+            query = php_query(request.query.items())
+            return _reply(route(CoreRequest(params=params, query=query, body=body, url=url)))
+
+        return handle
+
     def _find_flow(self, raw_id: str) -> dict[str, Any] | None:
         """Look a flow up by the raw path segment (non-numeric ids simply do not exist)."""
         flow_id = _as_id(raw_id)
         return None if flow_id is None else self.flows.get(flow_id)
 
-    def _flow_versions(self, flow_id: int) -> list[dict[str, Any]]:
-        """A flow's versions, oldest first."""
-        found = [v for v in self.versions.values() if v["flow_id"] == flow_id]
-        return sorted(found, key=lambda v: int(v["version"]))
-
-    def _get_flow(self, call: _Call, params: Mapping[str, str]) -> web.Response:
-        """``GET /flows/{id}`` with the ``versions``, ``latestVersion``, ``deployedVersion``
-        includes (others are ignored, as Laravel's query builder would refuse them only
-        when configured to)."""
-        flow = self._find_flow(params["flow_id"])
-        if flow is None:
-            return _message(404, f"No query results for model [Flow] {params['flow_id']}")
-        data = dict(flow)
-        includes = {
-            part.strip()
-            for value in call.request.query.getall("include", [])
-            for part in value.split(",")
-        }
-        versions = self._flow_versions(flow["id"])
-        if "versions" in includes:
-            data["versions"] = [dict(v) for v in versions]
-        if "latestVersion" in includes:
-            data["latest_version"] = dict(versions[-1]) if versions else None
-        if "deployedVersion" in includes:
-            deployed = self.versions.get(flow.get("deployed_version_id") or -1)
-            data["deployed_version"] = dict(deployed) if deployed is not None else None
-        return _json(200, {"data": data})
-
     def _start_flow(self, call: _Call, params: Mapping[str, str]) -> web.Response:
-        """Start or manual initialise: validate like Laravel, record the run, reply."""
+        """Start or manual initialise: validate like Laravel, record the start and its run."""
         flow = self._find_flow(params["flow_id"])
         if flow is None:
             return _message(404, f"No query results for model [Flow] {params['flow_id']}")
@@ -1007,8 +1169,15 @@ class FakePatchworks:
             errors["virtual_environment_id"] = [environment_error]
         if errors or version_id is None:
             return _validation_error(errors)
-        run_id = self._next_run_id
-        self._next_run_id += 1
+        run_id = self._store.new_run_id()
+        self._store.record_start(
+            run_id,
+            int(flow["id"]),
+            version_id,
+            manual=call.kind == "manual",
+            payload_size=len(fields["payload"].encode("utf-8")),
+            at=call.at,
+        )
         self.starts.append(
             StartedRun(
                 run_id=run_id,
