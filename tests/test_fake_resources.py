@@ -812,10 +812,17 @@ async def test_run_lists_filters_sorts_includes(
     assert await list_ids(session, fake, "/flow-runs?filter[flow_id]=101&filter[status]=2") == [
         a["id"]
     ]
-    for refused in ("trigger", "started_after"):
-        status, _, body = await api(session, fake, "GET", f"/flow-runs?filter[{refused}]=1")
-        assert status == 400
-        assert body["message"].endswith("Allowed filter(s) are `flow_id, flow_version_id, status`.")
+    assert await list_ids(session, fake, "/flow-runs?filter[trigger]=api") == [
+        run["id"] for run in (a, b, c) if run["trigger"] == "api"
+    ]
+    assert await list_ids(session, fake, f"/flow-runs?filter[started_after]={b['started_at']}") == [
+        run["id"] for run in (a, b, c) if run["started_at"] >= b["started_at"]
+    ]
+    assert await list_ids(
+        session, fake, f"/flow-runs?filter[started_before]={b['started_at']}"
+    ) == [run["id"] for run in (a, b, c) if run["started_at"] <= b["started_at"]]
+    status, _, body = await api(session, fake, "GET", "/flow-runs?filter[started_after]=soon")
+    assert status == 422
     assert await list_ids(session, fake, "/flow-runs?sort=started_at") == [
         b["id"],
         c["id"],
