@@ -44,20 +44,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import gc
+import json
 import pstats
+import signal
 import statistics
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import attrs
 
 from patchworks_async import PatchworksClient, RateLimits, encode_start_body
 from patchworks_async._transport import user_agent
-from patchworks_async.testing import FakePatchworks
+from patchworks_async.testing import FakePatchworks, ServiceURLs
 
 GOAL_RATIO = 0.85
 FLOW_ID = 101
@@ -90,15 +93,50 @@ def make_payload(target_bytes: int = 1024) -> dict[str, object]:
     return payload
 
 
-def unlimited_client(fake: FakePatchworks) -> PatchworksClient:
-    """A client for ``fake`` whose limiter never has to wait."""
+@attrs.frozen
+class Target:
+    """Where the senders aim: the fake's URLs, and the fake itself when it is in-process."""
+
+    urls: ServiceURLs
+    api_key: str
+    fake: FakePatchworks | None = None
+
+
+def unlimited_client(target: Target) -> PatchworksClient:
+    """A client for ``target`` whose limiter never has to wait."""
     return PatchworksClient(
-        api_key=fake.api_key,
-        core_url=fake.core_url,
-        start_url=fake.start_url,
-        login_url=fake.login_url,
+        api_key=target.api_key,
+        **target.urls,
         rate_limits=RateLimits(requests=UNLIMITED, per=60),
     )
+
+
+@contextlib.asynccontextmanager
+async def serve(in_process: bool) -> AsyncIterator[Target]:
+    """FakePatchworks in this process (sharing the loop), or in a process of its own."""
+    if in_process:
+        async with FakePatchworks(requests_per_window=UNLIMITED, window=60.0) as fake:
+            yield Target(fake.urls, fake.api_key, fake)
+        return
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "patchworks_async",
+        "fake-server",
+        "--port",
+        "0",
+        "--requests",
+        str(UNLIMITED),
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert server.stdout is not None
+        ready = json.loads(await asyncio.wait_for(server.stdout.readline(), 30))
+        api_key = ready.pop("api_key")
+        yield Target(ServiceURLs(**ready), api_key)
+    finally:
+        server.send_signal(signal.SIGINT)
+        await server.wait()
 
 
 @attrs.frozen
@@ -135,20 +173,20 @@ class Bench:
     """The senders, aimed at one fake server."""
 
     def __init__(
-        self, fake: FakePatchworks, client: PatchworksClient, session: aiohttp.ClientSession
+        self, target: Target, client: PatchworksClient, session: aiohttp.ClientSession
     ) -> None:
-        self.fake = fake
+        self.fake = target.fake
         self.client = client
         self.session = session
         self.payload = make_payload()
         self.body = self.encode()
-        self.url = f"{fake.start_url}/flows/{FLOW_ID}/start/{VERSION_ID}"
+        self.url = f"{target.urls['start_url']}/flows/{FLOW_ID}/start/{VERSION_ID}"
         # The headers the client's transport sends, byte for byte.
         self.headers = {
             "Accept": "application/json",
             "Content-Type": "application/json",
             "User-Agent": user_agent(),
-            "Authorization": fake.api_key,
+            "Authorization": target.api_key,
         }
         self.raw_failures = 0
         self.senders: dict[str, Send] = {
@@ -176,8 +214,10 @@ class Bench:
         await self.client.flows.start(FLOW_ID, VERSION_ID, self.payload)
 
     async def round(self, side: str, n: int) -> Round:
-        self.fake.reset_records()
-        self.fake.flow_runs.clear()  # every start leaves a run behind in the fake's store
+        if self.fake is not None:
+            self.fake.reset_records()
+            self.fake.flow_runs.clear()  # every start leaves a run behind in the fake's store
+        failures_before = self.raw_failures
         gc.collect()  # do not make one side pay for collecting the other's garbage
         # As timeit does, keep the cyclic collector out of the timed part: its passes scale
         # with everything alive in the process (the fake's records included), not with
@@ -187,7 +227,11 @@ class Bench:
             rate, cpu_us = await run_workers(n, CONCURRENCY, self.senders[side])
         finally:
             gc.enable()
-        return Round(rate, cpu_us, self.fake.throttled, len(self.fake.starts))
+        if self.fake is not None:
+            return Round(rate, cpu_us, self.fake.throttled, len(self.fake.starts))
+        # Out of process the server's records are out of reach: the client raises on any
+        # refusal, and raw counts its non-200s.
+        return Round(rate, cpu_us, 0, n - (self.raw_failures - failures_before))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,26 +240,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=None, help="requests per round (3000; quick 300)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds of each side (5; quick 3)")
     parser.add_argument("--profile", action="store_true", help="also cProfile one round each")
+    parser.add_argument(
+        "--server-process",
+        action="store_true",
+        help="serve FakePatchworks from its own process instead of this event loop",
+    )
     args = parser.parse_args(argv)
     n: int = max(1, args.n) if args.n is not None else (300 if args.quick else 3000)
     rounds: int = max(1, args.rounds) if args.rounds is not None else (3 if args.quick else 5)
-    return asyncio.run(run(n, rounds, args.profile))
+    return asyncio.run(run(n, rounds, args.profile, in_process=not args.server_process))
 
 
-async def run(n: int, rounds: int, profile: bool) -> int:
+async def run(n: int, rounds: int, profile: bool, in_process: bool = True) -> int:
     rounds_of: dict[str, list[Round]] = {side: [] for side in SIDES}
     throttled = 0
     missing_starts = 0
     async with (
-        FakePatchworks(requests_per_window=UNLIMITED, window=60.0) as fake,
-        unlimited_client(fake) as client,
+        serve(in_process) as target,
+        unlimited_client(target) as client,
         aiohttp.ClientSession() as session,
     ):
-        bench = Bench(fake, client, session)
+        bench = Bench(target, client, session)
+        where = "in-process" if in_process else "in its own process"
         print(
             f"client_overhead: {n} starts per round, {rounds} rounds of each side, "
             f"concurrency {CONCURRENCY}, body {len(bench.body)} bytes; python "
-            f"{sys.version.split()[0]}, aiohttp {aiohttp.__version__}; server in-process"
+            f"{sys.version.split()[0]}, aiohttp {aiohttp.__version__}; server {where}"
         )
         for side in SIDES:  # warm-up: connections, caches, code paths
             await bench.round(side, max(100, n // 5))
@@ -311,11 +361,11 @@ async def profile_rounds(n: int) -> str:
     """Profile one raw and one client round; report the client's extra own time by area."""
     own: dict[str, dict[tuple[str, int, str], ProfileRow]] = {}
     async with (
-        FakePatchworks(requests_per_window=UNLIMITED, window=60.0) as fake,
-        unlimited_client(fake) as client,
+        serve(in_process=True) as target,
+        unlimited_client(target) as client,
         aiohttp.ClientSession() as session,
     ):
-        bench = Bench(fake, client, session)
+        bench = Bench(target, client, session)
         for side in ("raw", "client"):
             await bench.round(side, 300)
         for side in ("raw", "client"):
