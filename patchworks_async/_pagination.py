@@ -270,6 +270,9 @@ class AsyncPaginator(Generic[T]):
                 more = page.has_next and remaining != 0
                 if more and self._prefetch:
                     ahead = asyncio.create_task(self._get_page(number + 1))
+                    # Let the request leave now: a caller whose work on this page never
+                    # awaits would otherwise hold it back until the next page is asked for.
+                    await asyncio.sleep(0)
                 yield page
                 if not more:
                     return
