@@ -40,7 +40,7 @@ from ._errors import (
 from ._errors import (
     TimeoutError as RequestTimeoutError,
 )
-from ._http import RateLimitStatus, decode_body, parse_rate_limit
+from ._http import RateLimitStatus, decode_body, parse_rate_limit, parse_retry_after
 from ._payload import dumps_compact
 from ._ratelimit import RateLimiter, RequestKind
 from ._version import __version__
@@ -111,7 +111,9 @@ class Transport:
         self.auth = auth
         self.limiter = limiter
         self.retry = retry
-        self.rate_limit: RateLimitStatus | None = None
+        self._rate_status: RateLimitStatus | None = None
+        # The headers of the last response that had rate-limit ones, parsed only when read.
+        self._rate_headers: Mapping[str, str] | None = None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._base_headers = {
             "Accept": "application/json",
@@ -172,6 +174,15 @@ class Transport:
             raise first_failure.pop()
         return await self._attempt(request)
 
+    @property
+    def rate_limit(self) -> RateLimitStatus | None:
+        """The last rate-limit headers seen (parsed here, off the per-request path)."""
+        if self._rate_headers is not None:
+            observed = parse_rate_limit(self._rate_headers, now=time.time(), refused=False)
+            self._rate_status = observed or self._rate_status
+            self._rate_headers = None
+        return self._rate_status
+
     def _may_resend_ambiguous(self, request: _Request) -> bool:
         if request.idempotent:
             return True
@@ -187,16 +198,16 @@ class Transport:
             started = time.monotonic()
             status, headers, raw = await self._send(request, authorization)
             body = decode_body(raw)
-            refused = status == 429
-            now = time.time() if refused else 0.0  # only a 429's dates need the wall clock
-            observed = parse_rate_limit(headers, now=now, refused=refused)
-            if observed is not None:
-                self.rate_limit = observed
+            if "X-RateLimit-Remaining" in headers or "X-RateLimit-Limit" in headers:
+                self._rate_headers = headers
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s -> %d in %.3fs", request, status, time.monotonic() - started)
             if 200 <= status < 300:
                 return body
             if status == 429:
+                now = time.time()
+                observed = parse_rate_limit(headers, now=now)
+                self._rate_status, self._rate_headers = observed, None
                 rate_limited += 1
                 retry_after = observed.retry_after if observed else None
                 if retry_after is None and observed is not None and observed.reset is not None:
@@ -243,7 +254,7 @@ class Transport:
                     raise _Retry(unknown)
                 raise unknown
             if status in RETRYABLE_STATUSES and request.idempotent:
-                retry_after = observed.retry_after if observed else None
+                retry_after = parse_retry_after(headers.get("Retry-After"), now=time.time())
                 raise _Retry(error, retry_after=retry_after)
             raise error
 
