@@ -9,6 +9,7 @@ losing nothing and starting nothing twice::
         started = await pw.flows.start(101, 9001, {"orders": orders})
 """
 
+from ._bulk import StartResult, StartStatus
 from ._client import PatchworksClient
 from ._config import RateLimits, RetryPolicy
 from ._errors import (
@@ -33,6 +34,7 @@ from ._errors import (
     ValidationError,
 )
 from ._http import RateLimitStatus
+from ._journal import JournalMismatchError
 from ._models import (
     CrossReferenceLookup,
     Flow,
@@ -61,6 +63,7 @@ __all__ = [
     "FlowRunStatus",
     "FlowVersion",
     "InProcessRateLimiter",
+    "JournalMismatchError",
     "ListOptions",
     "LookupValue",
     "NotFoundError",
@@ -79,6 +82,8 @@ __all__ = [
     "RetryPolicy",
     "RunWaitTimeoutError",
     "ServerError",
+    "StartResult",
+    "StartStatus",
     "TimeoutError",
     "TransportError",
     "UnexpectedResponseError",

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import os
+from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Unpack
 
+from .._bulk import StartResult, start_many
 from .._errors import ConfigurationError, UnexpectedResponseError
 from .._models import Flow, FlowRunStarted, structure
 from .._pagination import AsyncPaginator, ListOptions
@@ -125,11 +127,79 @@ class Flows:
             flow_variables=flow_variables,
             virtual_environment_id=virtual_environment_id,
         )
+        return await self._post_start(self._start_path(flow_id, version_id, route), body, kind)
+
+    @staticmethod
+    def _start_path(
+        flow_id: int | str, version_id: int | str | None, route: str
+    ) -> list[str | int]:
+        """``flows/{id}/{start|manual}[/{version}]``: no version runs the deployed one."""
         path: list[str | int] = ["flows", flow_id, route]
         if version_id is not None:
             path.append(version_id)
+        return path
+
+    async def _post_start(
+        self, path: list[str | int], body: bytes, kind: RequestKind
+    ) -> FlowRunStarted:
         reply = await self._client._call("start", "POST", path, body=body, kind=kind)
         return FlowRunStarted.from_reply(reply)
+
+    def start_many(
+        self,
+        flow_id: int | str,
+        version_id: int | str | None,
+        payloads: Iterable[object] | AsyncIterable[object],
+        *,
+        concurrency: int = 16,
+        manual: bool = False,
+        journal: str | os.PathLike[str] | None = None,
+        flow_variables: Mapping[str, Any] | list[Any] | None = None,
+        virtual_environment_id: int | str | None = None,
+        resend_unknown: bool = False,
+        drain_timeout: float = 5.0,
+    ) -> AsyncGenerator[StartResult, None]:
+        """Start a flow once per payload; yields one :class:`StartResult` per item.
+
+        Payloads are read lazily (a generator of a million items is never held in memory)
+        and results come in completion order, each naming its ``index``. A bad item (blank,
+        too large) is a ``failed`` result, never the end of the batch. Leaving the loop
+        early sends nothing new and gives the requests in flight ``drain_timeout`` seconds
+        to finish, so their outcome is known and journaled. Use ``async with
+        contextlib.aclosing(pw.flows.start_many(...)) as results:`` to have that happen at
+        once rather than when the iterator is garbage-collected.
+
+        Args:
+            flow_id: The flow to start.
+            version_id: The version, or ``None`` for the deployed one.
+            payloads: Any iterable or async iterable of payloads (see :meth:`start`).
+            concurrency: Requests in flight at most.
+            manual: Use manual initialise (10 a minute) instead of queued starts.
+            journal: A SQLite file recording every item before it is sent and its outcome
+                after. Re-running with the same journal and input skips what started
+                (``skipped``), reports what may have started as ``unknown`` without
+                resending it, resends what failed, and raises
+                :class:`JournalMismatchError` if the input changed.
+            flow_variables: Flow variables for every start.
+            virtual_environment_id: Virtual environment for every start.
+            resend_unknown: With a journal, resend items whose outcome is unknown (they may
+                start twice).
+            drain_timeout: Seconds the requests in flight may take to finish after the
+                caller stops early.
+        """
+        return start_many(
+            self,
+            flow_id,
+            version_id,
+            payloads,
+            concurrency=concurrency,
+            manual=manual,
+            journal=journal,
+            flow_variables=flow_variables,
+            virtual_environment_id=virtual_environment_id,
+            resend_unknown=resend_unknown,
+            drain_timeout=drain_timeout,
+        )
 
     def list(self, **options: Unpack[ListOptions]) -> AsyncPaginator[Flow]:
         """Stream the account's flows, a page at a time.

@@ -78,6 +78,10 @@ _BAD_GATEWAY_HTML: Final = (
 _DIGITS: Final = re.compile(r"[0-9]+")
 
 
+ADMIN_PREFIX: Final = "/_fake/"
+"""Test-only routes (``GET /_fake/state``, ``POST /_fake/reset``), not part of the API."""
+
+
 class ServiceURLs(TypedDict):
     """The three base URLs a client needs, as ``PatchworksClient`` names its arguments."""
 
@@ -902,10 +906,49 @@ class FakePatchworks:
         """Close every throttle window, as if the server's cache had been flushed."""
         self._throttle.reset()
 
+    # ------------------------------------------------------------------ admin
+
+    def state(self) -> dict[str, Any]:
+        """What the fake has seen, as JSON-ready data (also ``GET /_fake/state``).
+
+        For tests that run the fake in another process (``patchworks fake-server``) and
+        still need to count what it accepted.
+        """
+        return {
+            "starts": [
+                {
+                    "run_id": run.run_id,
+                    "flow_id": run.flow_id,
+                    "version_id": run.version_id,
+                    "payload": run.payload,
+                    "manual": run.manual,
+                    "received_at": run.received_at,
+                }
+                for run in self.starts
+            ],
+            "received": len(self.received),
+            "arrivals": [[r.at, r.status] for r in self.received if r.route is not None],
+            "throttled": self.throttled,
+            "throttled_by": dict(self.throttled_by),
+            "login_count": self.login_count,
+        }
+
+    def _admin(self, request: web.Request) -> web.Response:
+        """``/_fake/...``: read or reset the records; outside the API, its auth and limits."""
+        if request.path == f"{ADMIN_PREFIX}state" and request.method == "GET":
+            return web.json_response(self.state())
+        if request.path == f"{ADMIN_PREFIX}reset" and request.method == "POST":
+            self.reset_records()
+            self.reset_throttle()
+            return web.json_response({"message": "reset"})
+        return web.json_response({"message": "Not Found"}, status=404)
+
     # ------------------------------------------------------------------ pipeline
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Run one request through the checks in the order the real stack applies them."""
+        if request.path.startswith(ADMIN_PREFIX):
+            return self._admin(request)
         await self._pause(self._sample_latency())
         body, oversize = await _read_body(request, self.max_body_bytes)
         # The server acts once the whole request is in: that instant is its arrival.
