@@ -10,6 +10,7 @@ losing nothing and starting nothing twice::
 """
 
 from ._bulk import StartResult, StartStatus
+from ._chunking import chunk_records
 from ._client import PatchworksClient
 from ._config import RateLimits, RetryPolicy
 from ._errors import (
@@ -90,6 +91,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "ValidationError",
     "__version__",
+    "chunk_records",
     "encode_start_body",
     "stringify_payload",
 ]

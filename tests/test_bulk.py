@@ -343,7 +343,10 @@ async def test_an_interrupted_run_resumes_without_starting_anything_twice(
     assert max(starts.values()) == 1  # nothing started twice
     grouped = by_status(resumed)
     assert sorted(r.index for r in resumed) == list(range(total))
-    assert len(grouped[StartStatus.SKIPPED]) >= 40
+    # The worker printed 40 results. After Ctrl-C all of them are journaled as started;
+    # after a crash the last few outcomes (written with the next batch) may be lost, and
+    # those items are reported unknown instead: safe, never resent.
+    assert len(grouped[StartStatus.SKIPPED]) + len(grouped[StartStatus.UNKNOWN]) >= 40
     for index in grouped[StartStatus.SKIPPED] + grouped[StartStatus.STARTED]:
         assert starts[f"order {index}"] == 1
     if how == signal.SIGINT:

@@ -51,11 +51,12 @@ def test_the_readme_has_a_runnable_snippet_per_resource() -> None:
 
 
 @pytest.mark.parametrize("snippet", SNIPPETS, ids=lambda s: s.split("\n", 1)[0][:40])
-def test_each_readme_snippet_runs_against_the_fake(snippet: str) -> None:
+def test_each_readme_snippet_runs_against_the_fake(snippet: str, tmp_path: Path) -> None:
     body = "\n".join("        " + line for line in snippet.splitlines())
     result = subprocess.run(
         [sys.executable, "-c", HARNESS.format(body=body)],
         capture_output=True,
+        cwd=tmp_path,  # a snippet may write a journal file
         text=True,
         timeout=60,
         check=False,

@@ -1,0 +1,197 @@
+"""Splitting records over several starts, each body within the limit. Pure: no I/O, no loop.
+
+Patchworks refuses a start body over 8 MiB and advises splitting larger data over several
+calls. :func:`chunk_records` does the splitting: it groups records into the fewest
+consecutive lists whose start bodies (each list sent as the payload of one
+``flows.start``) fit, measured byte for byte as :func:`~patchworks_async.encode_start_body`
+measures them, so no chunk is refused and none is needlessly small.
+
+It runs in linear time: each record is serialised once, and the size of a chunk's body is
+the sum of its records' sizes, never measured by re-serialising the growing chunk.
+"""
+
+from __future__ import annotations
+
+import enum
+import json.encoder
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, Literal, TypeVar
+
+from ._config import DEFAULT_MAX_BODY_BYTES
+from ._errors import ConfigurationError, PayloadError, PayloadTooLargeError
+from ._payload import _ENCODER, encode_start_body
+
+__all__ = ["chunk_records"]
+
+T = TypeVar("T")
+
+
+class _Envelope(enum.Enum):
+    """The default of an id: the largest envelope any likely id makes (see chunk_records)."""
+
+    WORST_CASE = "worst case"
+
+    def __repr__(self) -> str:
+        return "WORST_CASE"
+
+
+WORST_CASE: Final = _Envelope.WORST_CASE
+_WorstCase = Literal[_Envelope.WORST_CASE]
+
+_WORST_CASE_ID: Final = "9" * 20
+"""Stands in for an id that was not given: as a JSON string it takes 22 bytes, more than any
+int id of up to 20 digits (every unsigned 64-bit id) or any string id of up to 20 characters
+that JSON does not escape."""
+
+_Encode = Callable[[Any, int], Sequence[str]]
+
+
+def _record_encoder() -> _Encode:
+    """A serialiser of one record into pieces whose concatenation is ``dumps_compact(record)``.
+
+    ``dumps_compact`` goes through ``JSONEncoder.encode``, which builds a fresh C encoder on
+    every call: nothing for one payload, a quarter of the time for a small record among
+    thousands. Built here once per :func:`chunk_records` call with the very settings of the
+    shared encoder, and a fresh circular-reference memo each time (the C encoder leaves it
+    dirty after a failure, and a call stops at the first failure).
+    """
+    make: Callable[..., _Encode] | None = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (another Python implementation): the slow path
+        return lambda record, _level: (_ENCODER.encode(record),)
+    return make(
+        {} if _ENCODER.check_circular else None,
+        _ENCODER.default,
+        (
+            json.encoder.encode_basestring_ascii
+            if _ENCODER.ensure_ascii
+            else json.encoder.encode_basestring
+        ),
+        None,
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        _ENCODER.sort_keys,
+        _ENCODER.skipkeys,
+        _ENCODER.allow_nan,
+    )
+
+
+def chunk_records(
+    records: Iterable[T],
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    flow_id: int | str | _WorstCase = WORST_CASE,
+    version_id: int | str | _WorstCase | None = WORST_CASE,
+    flow_variables: Mapping[str, Any] | list[Any] | None = None,
+    virtual_environment_id: int | str | _WorstCase | None = WORST_CASE,
+) -> list[list[T]]:
+    """Group records into the fewest consecutive lists that each fit in one start body.
+
+    Patchworks refuses a start body over 8 MiB and advises splitting larger data over
+    several calls. Each list returned, sent as the payload of a start
+    (``flows.start(flow_id, version_id, chunk, ...)``, the payload being the compact JSON of
+    the list), makes a body of at most ``max_body_bytes`` bytes, measured exactly as the
+    start measures it, escaping of the payload string and UTF-8 included. Filling each list
+    greedily gives the fewest lists any consecutive grouping can.
+
+    Each record is serialised once (linear time): a body's size is the envelope's, plus each
+    record's escaped size, plus a comma between records. Neither the records' JSON nor their
+    sizes are kept: only the lists of the records themselves.
+
+    An id not given is taken as the largest any id of up to 20 digits (or 20 characters
+    JSON leaves unescaped) makes, and the version and virtual environment ids as present, so
+    every chunk fits whatever ids the starts use, at a cost of under a hundred bytes a
+    chunk. Passing all the ids the starts will use (``None`` for an omitted version or
+    virtual environment) makes the measure exact. Flow variables cannot be guessed: pass
+    those the starts will send, if any.
+
+    Example::
+
+        chunks = chunk_records(orders, flow_id=101, version_id=9001, virtual_environment_id=None)
+        for chunk in chunks:
+            await pw.flows.start(101, 9001, chunk)
+
+    Args:
+        records: Any iterable (a generator too) of JSON-serialisable records: dicts, lists,
+            scalars, attrs and dataclass instances, dates and UUIDs inside them; whatever a
+            start's payload may hold.
+        max_body_bytes: The largest body allowed, in bytes; the client's ``max_body_bytes``.
+        flow_id: The flow the chunks will start.
+        version_id: The version they will start, or ``None`` for the deployed version.
+        flow_variables: The flow variables the starts will send, if any.
+        virtual_environment_id: The virtual environment they will run in, or ``None``.
+
+    Returns:
+        The records, in order, in lists; ``[]`` when there are none. Every list holds at
+        least one record.
+
+    Raises:
+        PayloadTooLargeError: a record makes a body over the limit on its own; ``index`` is
+            its position and ``size`` the size of that body. Raised before anything is
+            returned, so no data is sent only in part.
+        PayloadError: a record cannot be serialised (its index is in the message), or the
+            flow variables cannot.
+        ConfigurationError: ``max_body_bytes`` is not a positive int, an id is not an int or
+            a non-empty string, or ``records`` is a string, bytes or a mapping.
+    """
+    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+        raise ConfigurationError(f"max_body_bytes must be an int: {max_body_bytes!r}")
+    if max_body_bytes <= 0:
+        raise ConfigurationError(f"max_body_bytes must be positive: {max_body_bytes!r}")
+    if isinstance(records, str | bytes | bytearray | memoryview | Mapping):
+        raise ConfigurationError(
+            f"records must be an iterable of records, not a {type(records).__qualname__}"
+        )
+    # The body of an empty list, '{"payload":"[]",...}': built by encode_start_body itself,
+    # so the envelope is exact and the ids and flow variables are checked as a start would.
+    base = len(
+        encode_start_body(
+            _WORST_CASE_ID if flow_id is WORST_CASE else flow_id,
+            _WORST_CASE_ID if version_id is WORST_CASE else version_id,
+            [],
+            max_body_bytes=sys.maxsize,  # measured here, not refused
+            flow_variables=flow_variables,
+            virtual_environment_id=(
+                _WORST_CASE_ID if virtual_environment_id is WORST_CASE else virtual_environment_id
+            ),
+        )
+    )
+    # The payload "[r1,r2,...]" is escaped into the body character by character, and "[",
+    # "," and "]" escape to themselves: a chunk's body is base + the records' escaped sizes
+    # + one byte per comma. A record's escaped size is its UTF-8 size plus one byte per '"'
+    # and per backslash: those are the only characters of JSON text that escaping changes,
+    # since the JSON text of a record holds no control character (strings inside it have
+    # them escaped already) and ensure_ascii=False leaves the rest as it is.
+    encode = _record_encoder()
+    limit = max_body_bytes
+    chunks: list[list[T]] = []
+    chunk: list[T] = []
+    size = base  # the body of the chunk being filled
+    for index, record in enumerate(records):
+        try:
+            text = "".join(encode(record, 0))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise PayloadError(f"record {index} cannot be serialised to JSON: {exc}") from None
+        if text.isascii():  # O(1): CPython flags ASCII strings
+            record_size = len(text)
+        else:
+            try:
+                record_size = len(text.encode("utf-8"))
+            except UnicodeEncodeError as exc:
+                raise PayloadError(
+                    f"record {index} is not valid Unicode (lone surrogate?): {exc}"
+                ) from None
+        record_size += text.count('"') + text.count("\\")
+        if chunk:
+            size += record_size + 1
+            if size <= limit:
+                chunk.append(record)
+                continue
+            chunks.append(chunk)
+        size = base + record_size
+        if size > limit:
+            raise PayloadTooLargeError(size, limit, index=index)
+        chunk = [record]
+    if chunk:
+        chunks.append(chunk)
+    return chunks
