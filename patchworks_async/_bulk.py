@@ -17,8 +17,15 @@ import collections
 import contextlib
 import enum
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Mapping,
+)
+from typing import TYPE_CHECKING, Any, Final
 
 from attrs import frozen
 
@@ -69,18 +76,59 @@ class StartResult:
     error: PatchworksError | None = None
 
 
-async def _numbered(
-    payloads: Iterable[object] | AsyncIterable[object],
-) -> AsyncGenerator[tuple[int, object], None]:
-    """Number the payloads, reading one at a time whatever kind of iterable they come in."""
-    if isinstance(payloads, AsyncIterable):
-        index = 0
-        async for payload in payloads:
-            yield index, payload
-            index += 1
-    else:
-        for index, payload in enumerate(payloads):
-            yield index, payload
+class _End(enum.Enum):
+    END = "end"
+
+
+_END: Final = _End.END
+"""What :meth:`_Source.poll` returns once the payloads are exhausted."""
+
+
+class _Source:
+    """Numbers the payloads and reads them one at a time, whatever kind of iterable.
+
+    A sync iterable is read directly. An async one is read through a task, so that
+    ``start_many`` can wait for the next payload and for requests in flight at once: a
+    source that stalls (a pipe, a queue) never holds back work already read or results
+    already in.
+    """
+
+    def __init__(self, payloads: Iterable[object] | AsyncIterable[object]) -> None:
+        self._index = 0
+        self._sync: Iterator[object] | None = None
+        self._async: AsyncIterator[object] | None = None
+        if isinstance(payloads, AsyncIterable):
+            self._async = aiter(payloads)
+        else:
+            self._sync = iter(payloads)
+        self.pending: asyncio.Future[object] | None = None
+
+    def poll(self) -> tuple[int, object] | _End | None:
+        """The next ``(index, payload)`` if at hand, ``None`` if not yet, or ``_END``."""
+        if self._sync is not None:
+            payload = next(self._sync, _END)
+        else:
+            assert self._async is not None
+            if self.pending is None:
+                self.pending = asyncio.ensure_future(anext(self._async, _END))
+            if not self.pending.done():
+                return None
+            future, self.pending = self.pending, None
+            payload = future.result()
+        if payload is _END:
+            return _END
+        self._index += 1
+        return self._index - 1, payload
+
+    async def aclose(self) -> None:
+        """Stop reading: cancel a read in progress and close an async generator source."""
+        if self.pending is not None:
+            self.pending.cancel()
+            with contextlib.suppress(BaseException):
+                await self.pending
+        close = getattr(self._async, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _outcome(index: int, task: asyncio.Task[Any]) -> StartResult:
@@ -138,7 +186,7 @@ async def start_many(
         if journal is not None
         else None
     )
-    source = _numbered(payloads)
+    source = _Source(payloads)
     in_flight: dict[asyncio.Task[Any], int] = {}
     ready: collections.deque[StartResult] = collections.deque()
     exhausted = False
@@ -150,11 +198,17 @@ async def start_many(
                 and len(in_flight) + len(batch) < concurrency
                 and len(ready) < concurrency
             ):
-                try:
-                    index, payload = await anext(source)
-                except StopAsyncIteration:
+                item = source.poll()
+                if item is None:  # the source has nothing yet
+                    if batch or ready or in_flight:
+                        break  # send and report what is at hand meanwhile
+                    assert source.pending is not None
+                    await asyncio.wait({source.pending})
+                    continue
+                if item is _END:
                     exhausted = True
                     break
+                index, payload = item
                 try:
                     body = encode_start_body(
                         flow_id,
@@ -189,13 +243,16 @@ async def start_many(
                     in_flight[task] = index
             while ready:
                 yield ready.popleft()
-            if not in_flight:
+            waiting: set[asyncio.Future[Any]] = set(in_flight)
+            if source.pending is not None and len(in_flight) < concurrency:
+                waiting.add(source.pending)  # the next payload may come first
+            if not waiting:
                 if exhausted:
                     return
                 continue
-            done, _ = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                result = _outcome(in_flight.pop(task), task)
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for finished in [task for task in in_flight if task in done]:
+                result = _outcome(in_flight.pop(finished), finished)
                 _journal_outcome(book, result)
                 yield result
     finally:

@@ -2,27 +2,43 @@
 
 The fake's Laravel window is shrunk to a few seconds so that several windows pass in a
 short run; the client is told the same limits, and keeps them: zero 429s, and a sustained
-rate within a couple of percent of the limit.
+rate within a couple of percent of the limit. The starts go through ``flows.start_many``,
+as a batch loader would send them.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from attrs import frozen
 
+from ._bulk import StartStatus
 from ._client import PatchworksClient
 from ._config import RateLimits
 from .testing import FakePatchworks
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DEMO_FLOW", "DEMO_VERSION", "DemoResult", "run_demo"]
+
+DEMO_FLOW = 101
+DEMO_VERSION = 9001
 
 
 @frozen
 class DemoResult:
-    """What the demo measured."""
+    """What the demo measured.
+
+    Attributes:
+        starts: Flow starts pushed.
+        accepted: Starts the fake server accepted (its own count).
+        refused_429: Requests the fake server refused with a 429.
+        elapsed: Seconds from the first start to the last result.
+        limit_per_second: The account's limit, per second.
+        sustained_per_second: Starts per second between the first and the last arrival.
+        started: Items ``start_many`` reported as started (the client's count).
+    """
 
     starts: int
     accepted: int
@@ -30,11 +46,31 @@ class DemoResult:
     elapsed: float
     limit_per_second: float
     sustained_per_second: float
+    started: int = 0
 
     @property
     def utilisation(self) -> float:
         """The sustained rate as a fraction of the limit."""
         return self.sustained_per_second / self.limit_per_second
+
+    @property
+    def ok(self) -> bool:
+        """Every start accepted, by the server and the client's account alike, and no 429."""
+        return self.accepted == self.started == self.starts and self.refused_429 == 0
+
+    def summary(self) -> str:
+        """The one-line summary the CLI prints (its format is stable: tools parse it)."""
+        return (
+            f"accepted {self.accepted}/{self.starts} | 429s {self.refused_429} | "
+            f"rate {self.sustained_per_second:.2f}/s against a limit of "
+            f"{self.limit_per_second:.2f}/s ({self.utilisation:.1%}) | "
+            f"{self.elapsed:.1f} s"
+        )
+
+
+def _orders(starts: int) -> Iterator[dict[str, Any]]:
+    for i in range(starts):
+        yield {"order": i, "lines": [{"sku": "A-1", "qty": 2}]}
 
 
 async def run_demo(
@@ -52,7 +88,8 @@ async def run_demo(
         requests: The fake account's limit per window (the client is given the same).
         window: The window in seconds (60 in production; shrunk so the demo is short).
         concurrency: How many starts are in flight at once.
-        progress: Called about once a second with (accepted, refused_429, starts).
+        progress: Called after every result with (results so far, started so far,
+            429s the server sent so far).
     """
     jitter = window / 60 / 2  # below the client's margin (window / 60), as on a real network
     async with (
@@ -65,29 +102,18 @@ async def run_demo(
             rate_limits=RateLimits(requests=requests, per=window),
         ) as client,
     ):
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(starts):
-            queue.put_nowait(i)
-
-        async def worker() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                await client.flows.start(
-                    101, 9001, {"order": i, "lines": [{"sku": "A-1", "qty": 2}]}
-                )
-
-        async def report() -> None:
-            while True:
-                await asyncio.sleep(1.0)
-                if progress is not None:
-                    progress(len(fake.starts), fake.throttled, starts)
-
+        done = started = 0
         began = time.monotonic()
-        reporter = asyncio.create_task(report())
-        try:
-            await asyncio.gather(*(worker() for _ in range(min(concurrency, starts))))
-        finally:
-            reporter.cancel()
+        async with contextlib.aclosing(
+            client.flows.start_many(
+                DEMO_FLOW, DEMO_VERSION, _orders(starts), concurrency=concurrency
+            )
+        ) as results:
+            async for result in results:
+                done += 1
+                started += result.status is StartStatus.STARTED
+                if progress is not None:
+                    progress(done, started, fake.throttled)
         elapsed = time.monotonic() - began
         arrivals = sorted(run.received_at for run in fake.starts)
         span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
@@ -98,4 +124,5 @@ async def run_demo(
             elapsed=elapsed,
             limit_per_second=requests / window,
             sustained_per_second=(len(arrivals) - 1) / span if span else 0.0,
+            started=started,
         )

@@ -73,9 +73,12 @@ class TestStartMany:
                 ahead.append(i - yielded)  # how far reading runs ahead of the results
                 yield f"#{i}"
 
-        async with client_for(fast_fake, rate_limits=FAST) as pw, contextlib.aclosing(
-            pw.flows.start_many(101, 9001, payloads(), concurrency=5)
-        ) as results:
+        async with (
+            client_for(fast_fake, rate_limits=FAST) as pw,
+            contextlib.aclosing(
+                pw.flows.start_many(101, 9001, payloads(), concurrency=5)
+            ) as results,
+        ):
             async for _ in results:
                 yielded += 1
         assert yielded == 100
@@ -90,6 +93,31 @@ class TestStartMany:
         async with client_for(fast_fake, rate_limits=FAST) as pw:
             results = await run_all(pw, payloads())
         assert by_status(results)[StartStatus.STARTED] == list(range(10))
+
+    async def test_a_stalled_source_holds_back_neither_sends_nor_results(
+        self, fast_fake: FakePatchworks
+    ) -> None:
+        """Like a pipe: three payloads, then nothing until their three results are out."""
+        results_out = asyncio.Event()
+
+        async def payloads() -> AsyncIterator[str]:
+            for i in range(3):
+                yield f"early {i}"
+            await results_out.wait()
+            yield "late"
+
+        seen: list[StartResult] = []
+        async with (
+            client_for(fast_fake, rate_limits=FAST) as pw,
+            contextlib.aclosing(
+                pw.flows.start_many(101, 9001, payloads(), concurrency=8)
+            ) as results,
+        ):
+            async for result in results:
+                seen.append(result)
+                if len(seen) == 3:
+                    results_out.set()
+        assert sorted(r.index for r in seen) == [0, 1, 2, 3]
 
     async def test_a_bad_item_fails_alone_and_the_batch_goes_on(
         self, fast_fake: FakePatchworks

@@ -1,0 +1,425 @@
+"""The ``patchworks`` command line, run as its users run it.
+
+Most tests run ``python -m patchworks_async`` in a subprocess (no terminal: plain output)
+against ``patchworks fake-server`` in another process, and read what the server saw from
+``GET /_fake/state``. A few call ``main()`` in a worker thread against an in-process fake,
+where a setting of the fake (a run that never ends, a run that fails) is needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncGenerator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from patchworks_async import FlowRunStatus, PatchworksClient
+from patchworks_async.cli import _Input, _json_lines, main
+from patchworks_async.testing import FakePatchworks
+
+SUMMARY = re.compile(
+    r"^accepted (\d+)/(\d+) \| 429s (\d+) \| rate \d+\.\d\d/s against a limit of "
+    r"(\d+\.\d\d)/s \((\d+\.\d)%\) \| \d+\.\d s$",
+    re.MULTILINE,
+)
+COMMAND = [sys.executable, "-m", "patchworks_async"]
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without any PATCHWORKS_* variable, and a wide fake terminal."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATCHWORKS_")}
+    env["COLUMNS"] = "200"
+    return env
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[dict[str, str]]:
+    """``patchworks fake-server`` in its own process; runs finish after 0.2 s."""
+    with subprocess.Popen(
+        [*COMMAND, "fake-server", "--port", "0", "--requests", "100000", "--run-duration", "0.2"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    ) as process:
+        try:
+            assert process.stdout is not None
+            yield json.loads(process.stdout.readline())
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0
+
+
+def server_env(server: dict[str, str]) -> dict[str, str]:
+    env = clean_env()
+    env["PATCHWORKS_API_KEY"] = server["api_key"]
+    for name in ("core_url", "start_url", "login_url"):
+        env[f"PATCHWORKS_{name.upper()}"] = server[name]
+    return env
+
+
+def cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COMMAND, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=clean_env() if env is None else env,
+        timeout=60,
+        check=False,
+    )
+
+
+def started_payloads(server: dict[str, str]) -> list[dict[str, Any]]:
+    root = server["core_url"].split("/core/")[0]
+    with urllib.request.urlopen(f"{root}/_fake/state", timeout=10) as reply:
+        starts: list[dict[str, Any]] = json.load(reply)["starts"]
+    return starts
+
+
+def starts_of(server: dict[str, str], marker: str) -> list[dict[str, Any]]:
+    return [start for start in started_payloads(server) if marker in start["payload"]]
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in stderr
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------- demo, fake-server
+
+
+def test_the_demo_keeps_the_limit_and_says_so() -> None:
+    result = cli("demo", "--starts", "40", "--requests", "20", "--window", "1")
+    assert result.returncode == 0, result.stderr
+    found = SUMMARY.search(result.stdout)
+    assert found is not None, result.stdout
+    assert found.group(1, 2, 3, 4) == ("40", "40", "0", "20.00")
+    # No terminal: no progress bar, no escape codes, just the header and the summary.
+    assert "\x1b" not in result.stdout
+    assert result.stderr == ""
+    assert len(result.stdout.splitlines()) == 2
+
+
+async def test_fake_server_serves_until_interrupted() -> None:
+    """``patchworks fake-server`` prints its URLs, answers the API, and stops on Ctrl-C."""
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND,
+        "fake-server",
+        "--port",
+        "0",
+        "--run-duration",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
+        api_key = ready.pop("api_key")
+        async with PatchworksClient(api_key=api_key, **ready) as pw:
+            started = await pw.flows.start(101, 9001, "from another process")
+            run = await pw.flow_runs.get(started.id)
+        assert run.status == FlowRunStatus.SUCCESS  # --run-duration 0: finished at once
+    finally:
+        process.send_signal(signal.SIGINT)
+        status = await asyncio.wait_for(process.wait(), 30)
+    assert status == 0
+
+
+# ---------------------------------------------------------------------------- flows list
+
+
+def test_flows_list_json_is_json_lines(server: dict[str, str]) -> None:
+    result = cli("flows", "list", "--json", env=server_env(server))
+    assert result.returncode == 0, result.stderr
+    flows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {flow["id"] for flow in flows} >= {101}
+    seeded = next(flow for flow in flows if flow["id"] == 101)
+    assert seeded["name"] == "Orders to ERP"
+    assert seeded["deployed_version_id"] == 9001
+
+
+def test_flows_list_shows_a_table(server: dict[str, str]) -> None:
+    result = cli(
+        "flows", "list", "--filter", "id=101", "--sort=-name", "--max", "5",
+        env=server_env(server),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Orders to ERP" in result.stdout
+    assert "deployed_version_id" in result.stdout
+    assert "\x1b" not in result.stdout
+
+
+# ---------------------------------------------------------------------------- flows start
+
+
+def test_one_payload_from_stdin_is_sent_verbatim(server: dict[str, str]) -> None:
+    payload = '<order id="stdin-1">naïve & "quoted"</order>\n'
+    result = cli("flows", "start", "101", "9001", env=server_env(server), stdin=payload)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("started 1 | failed 0 | unknown 0 | skipped 0 | 1 item in")
+    [start] = starts_of(server, "stdin-1")
+    assert start["payload"] == payload
+    assert (start["flow_id"], start["version_id"]) == (101, 9001)
+
+
+def test_one_payload_from_a_file_and_another_version(
+    server: dict[str, str], tmp_path: Path
+) -> None:
+    payload = '{"order": "file-1",\n "lines": []}'
+    (tmp_path / "order.json").write_text(payload)
+    result = cli(
+        "flows", "start", "101", "9002", str(tmp_path / "order.json"), env=server_env(server)
+    )
+    assert result.returncode == 0, result.stderr
+    [start] = starts_of(server, "file-1")
+    assert start["payload"] == payload
+    assert start["version_id"] == 9002
+
+
+def test_deployed_starts_the_deployed_version(server: dict[str, str]) -> None:
+    result = cli(
+        "flows", "start", "101", "deployed", "-", env=server_env(server), stdin="deployed-1"
+    )
+    assert result.returncode == 0, result.stderr
+    [start] = starts_of(server, "deployed-1")
+    assert start["version_id"] == 9001  # the fake's deployed version of flow 101
+
+
+def test_jsonl_bad_line_fails_alone(server: dict[str, str], tmp_path: Path) -> None:
+    lines = ['{"order": "jsonl-1"}', "", '{"order": "jsonl-2"', '["jsonl-3", 1.10]', '"jsonl-4"']
+    (tmp_path / "orders.jsonl").write_text("\n".join(lines) + "\n")
+    result = cli(
+        "flows", "start", "101", "9001", str(tmp_path / "orders.jsonl"), "--jsonl",
+        env=server_env(server),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("started 3 | failed 1 | unknown 0 | skipped 0 | 4 items in")
+    assert "item 1 (line 3): failed: line 3 is not JSON" in result.stdout
+    sent = sorted(start["payload"] for start in starts_of(server, "jsonl-"))
+    # Each good line is sent as written, once checked to be JSON.
+    assert sent == ['"jsonl-4"', '["jsonl-3", 1.10]', '{"order": "jsonl-1"}']
+
+
+def test_a_journal_makes_the_rerun_skip_everything(server: dict[str, str], tmp_path: Path) -> None:
+    journal = tmp_path / "run.sqlite"
+    data = "".join(f'{{"order": "journal-{i}"}}\n' for i in range(5))
+    args = ("flows", "start", "101", "9001", "-", "--jsonl", "--journal", str(journal))
+    first = cli(*args, env=server_env(server), stdin=data)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("started 5 | failed 0 | unknown 0 | skipped 0")
+    assert len(starts_of(server, "journal-")) == 5
+
+    again = cli(*args, "--json", env=server_env(server), stdin=data)
+    assert again.returncode == 0, again.stderr
+    results = [json.loads(line) for line in again.stdout.splitlines()]
+    assert sorted(r["index"] for r in results) == list(range(5))
+    assert {r["status"] for r in results} == {"skipped"}
+    assert all(isinstance(r["run_id"], int) for r in results)
+    assert "started 0 | failed 0 | unknown 0 | skipped 5" in again.stderr
+    assert len(starts_of(server, "journal-")) == 5  # nothing new on the server
+
+
+def test_a_changed_input_is_refused_by_the_journal(server: dict[str, str], tmp_path: Path) -> None:
+    journal = str(tmp_path / "run.sqlite")
+    args = ("flows", "start", "101", "9001", "--jsonl", "--journal", journal)
+    assert cli(*args, env=server_env(server), stdin='"changed-a"\n').returncode == 0
+    result = cli(*args, env=server_env(server), stdin='"changed-b"\n')
+    assert result.returncode == 2
+    assert "new journal" in one_error_line(result.stderr)
+    assert starts_of(server, "changed-b") == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+async def test_an_interrupted_batch_reports_and_keeps_the_journal(
+    server: dict[str, str], tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Interrupted while waiting for more input: the partial report, exit 130, journal kept."""
+    journal = tmp_path / "run.sqlite"
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND, "flows", "start", "101", "9001", "--jsonl", "--json", "--journal", str(journal),
+        "--concurrency", "1",  # start_many fills a batch of `concurrency` before sending
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=server_env(server),
+    )  # fmt: skip
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write(b"".join(b'{"order": "interrupted-%d"}\n' % i for i in range(3)))
+    await process.stdin.drain()
+    # The input stays open: the lines are read (and sent) as they come, not at its end.
+    for _ in range(3):
+        assert json.loads(await asyncio.wait_for(process.stdout.readline(), 30))["run_id"]
+    process.send_signal(signum)
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130, err
+    assert b"interrupted" in err
+    assert b"started 3 | failed 0 | unknown 0 | skipped 0" in err
+    assert b"Traceback" not in err
+    with sqlite3.connect(journal) as db:
+        assert db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall() == [
+            ("started", 3)
+        ]
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def test_runs_wait_and_get(server: dict[str, str]) -> None:
+    env = server_env(server)
+    started = cli("flows", "start", "101", "9001", "--json", env=env, stdin="runs-1")
+    run_id = str(json.loads(started.stdout)["run_id"])
+
+    waited = cli("runs", "wait", run_id, "--poll", "0.05", "--json", env=env)
+    assert waited.returncode == 0, waited.stderr
+    run = json.loads(waited.stdout)
+    assert (run["id"], run["status"], run["status_name"]) == (int(run_id), 2, "SUCCESS")
+    assert run["finished_at"] is not None
+
+    shown = cli("runs", "get", run_id, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"^status\s+SUCCESS \(2\)$", shown.stdout, re.MULTILINE)
+    assert re.search(r"^flow\s+101$", shown.stdout, re.MULTILINE)
+
+
+async def in_process(*argv: str, fake: FakePatchworks) -> int:
+    """``main(argv)`` in a worker thread (its own event loop) against ``fake``."""
+    args = [*argv, "--api-key", fake.api_key]
+    for name, url in fake.urls.items():
+        args += [f"--{name.replace('_', '-')}", url]
+    return await asyncio.to_thread(main, args)
+
+
+@pytest.fixture
+async def never_ending() -> AsyncGenerator[FakePatchworks, None]:
+    async with FakePatchworks(run_duration=3600) as fake:
+        yield fake
+
+
+async def test_runs_wait_gives_up_at_its_timeout(
+    never_ending: FakePatchworks, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with PatchworksClient(api_key=never_ending.api_key, **never_ending.urls) as pw:
+        started = await pw.flows.start(101, 9001, "slow")
+    status = await in_process(
+        "runs", "wait", str(started.id), "--timeout", "0.2", "--poll", "0.05",
+        fake=never_ending,
+    )  # fmt: skip
+    assert status == 1
+    assert "still running after 0.2 s" in one_error_line(capsys.readouterr().err)
+
+
+async def test_runs_wait_fails_on_a_failed_run(capsys: pytest.CaptureFixture[str]) -> None:
+    async with FakePatchworks(run_duration=0, run_outcome=3) as fake:
+        async with PatchworksClient(api_key=fake.api_key, **fake.urls) as pw:
+            started = await pw.flows.start(101, 9001, "doomed")
+        status = await in_process("runs", "wait", str(started.id), "--poll", "0.05", fake=fake)
+    assert status == 1
+    assert re.search(r"^status\s+FAILURE \(3\)$", capsys.readouterr().out, re.MULTILINE)
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def test_no_credentials_is_a_usage_error() -> None:
+    result = cli("flows", "list")
+    assert result.returncode == 2
+    assert "PATCHWORKS_API_KEY" in one_error_line(result.stderr)
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("argv", "stdin"),
+    [(("flows", "list"), None), (("flows", "start", "101", "9001"), "secret-test")],
+    ids=["list", "start"],
+)
+def test_a_bad_api_key_is_one_line_without_the_key(
+    server: dict[str, str], argv: tuple[str, ...], stdin: str | None
+) -> None:
+    env = server_env(server)
+    env["PATCHWORKS_API_KEY"] = "not-the-key-s3cr3t"
+    result = cli(*argv, env=env, stdin=stdin)
+    assert result.returncode == 1
+    assert "401" in one_error_line(result.stderr)
+    assert "s3cr3t" not in result.stdout + result.stderr
+
+
+def test_an_unknown_flow_is_a_404(server: dict[str, str]) -> None:
+    result = cli("flows", "start", "999999", "9001", env=server_env(server), stdin="nowhere")
+    assert result.returncode == 1
+    assert re.match(r"error: .*404", one_error_line(result.stderr))
+
+
+def test_an_unknown_run_is_a_404(server: dict[str, str]) -> None:
+    result = cli("runs", "get", "424242", env=server_env(server))
+    assert result.returncode == 1
+    assert re.match(r"error: 404 ", one_error_line(result.stderr))
+
+
+def test_usage_errors_exit_2(server: dict[str, str], tmp_path: Path) -> None:
+    env = server_env(server)
+    assert cli("flows", "start", "101", "latest", env=env, stdin="x").returncode == 2
+    missing = cli("flows", "start", "101", "9001", str(tmp_path / "nope.json"), env=env)
+    assert missing.returncode == 2
+    assert "cannot read" in one_error_line(missing.stderr)
+
+
+def test_without_rich_the_cli_says_which_extra_to_install() -> None:
+    code = (
+        "import sys; sys.modules['rich'] = None\n"
+        "from patchworks_async.cli import main\n"
+        "sys.exit(main(['flows', 'list']))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert one_error_line(result.stderr) == (
+        "error: the command line needs the cli extra: pip install 'patchworks-async[cli]'"
+    )
+
+
+def test_the_library_imports_neither_the_cli_nor_rich() -> None:
+    code = (
+        "import sys, patchworks_async, patchworks_async.testing\n"
+        "assert 'rich' not in sys.modules and 'patchworks_async.cli' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ---------------------------------------------------------------------------- reading JSON Lines
+
+
+async def chunked(data: bytes, size: int) -> AsyncGenerator[bytes, None]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 1 << 16])
+async def test_json_lines_keep_line_numbers_and_sizes(chunk_size: int) -> None:
+    data = b'{"a": 1}\n\n  \r\nnot json\n"\xff"\n[' + b"1," * 20 + b'1]\n{"tail": true}'
+    source = _Input("test", len(data))
+    seen = [
+        item async for item in _json_lines(chunked(data, chunk_size), source, max_line_bytes=30)
+    ]
+    assert seen == ['{"a": 1}', None, None, None, '{"tail": true}']
+    assert source.line_of == {0: 1, 1: 4, 2: 5, 3: 6, 4: 7}
+    assert sum(source.size_of.values()) == len(data)  # the bar reaches exactly 100%
+    assert source.bad[1].startswith("line 4 is not JSON")
+    assert source.bad[2] == "line 5 is not UTF-8 text"
+    assert source.bad[3] == "line 6 is longer than the 30-byte limit of a start"
