@@ -47,9 +47,7 @@ import asyncio
 import contextlib
 import cProfile
 import gc
-import json
 import pstats
-import signal
 import statistics
 import sys
 import time
@@ -60,7 +58,7 @@ import attrs
 
 from patchworks_async import PatchworksClient, RateLimits, encode_start_body
 from patchworks_async._transport import user_agent
-from patchworks_async.testing import FakePatchworks, ServiceURLs
+from patchworks_async.testing import FakePatchworks, ServiceURLs, fake_patchworks_process
 
 GOAL_RATIO = 0.85
 FLOW_ID = 101
@@ -118,25 +116,8 @@ async def serve(in_process: bool) -> AsyncIterator[Target]:
         async with FakePatchworks(requests_per_window=UNLIMITED, window=60.0) as fake:
             yield Target(fake.urls, fake.api_key, fake)
         return
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "patchworks_async",
-        "fake-server",
-        "--port",
-        "0",
-        "--requests",
-        str(UNLIMITED),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert server.stdout is not None
-        ready = json.loads(await asyncio.wait_for(server.stdout.readline(), 30))
-        api_key = ready.pop("api_key")
-        yield Target(ServiceURLs(**ready), api_key)
-    finally:
-        server.send_signal(signal.SIGINT)
-        await server.wait()
+    async with fake_patchworks_process("--requests", str(UNLIMITED)) as remote:
+        yield Target(remote.urls, remote.api_key)
 
 
 @attrs.frozen

@@ -22,15 +22,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import resource
-import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 from patchworks_async import PatchworksClient, RateLimits, StartStatus
+from patchworks_async.testing import fake_patchworks_process
 
 GOAL_MB = 60.0
 UNLIMITED = 10**9
@@ -54,27 +53,6 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-@contextlib.asynccontextmanager
-async def fake_server() -> AsyncIterator[dict[str, str]]:
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "patchworks_async",
-        "fake-server",
-        "--port",
-        "0",
-        "--requests",
-        str(UNLIMITED),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert server.stdout is not None
-        yield json.loads(await asyncio.wait_for(server.stdout.readline(), 30))
-    finally:
-        server.send_signal(signal.SIGINT)
-        await server.wait()
-
-
 async def push(pw: PatchworksClient, count: int) -> tuple[float, Counter[StartStatus], int]:
     """Run start_many over ``count`` payloads; return rate, statuses and distinct indexes."""
     statuses: Counter[StartStatus] = Counter()
@@ -90,19 +68,18 @@ async def push(pw: PatchworksClient, count: int) -> tuple[float, Counter[StartSt
 
 
 async def run(count: int) -> int:
-    async with fake_server() as urls:
-        api_key = urls.pop("api_key")
-        async with PatchworksClient(
-            api_key=api_key,
-            **urls,
-            rate_limits=RateLimits(requests=UNLIMITED),  # type: ignore[arg-type]
-        ) as pw:
-            await push(pw, 200)  # warm: connections, code paths
-            idle = peak_rss_mb()
-            rows = []
-            for n in (max(1, count // 10), count):
-                rate, statuses, seen = await push(pw, n)
-                rows.append((n, rate, peak_rss_mb() - idle, statuses, seen))
+    async with (
+        fake_patchworks_process("--requests", str(UNLIMITED)) as fake,
+        PatchworksClient(
+            api_key=fake.api_key, **fake.urls, rate_limits=RateLimits(requests=UNLIMITED)
+        ) as pw,
+    ):
+        await push(pw, 200)  # warm: connections, code paths
+        idle = peak_rss_mb()
+        rows = []
+        for n in (max(1, count // 10), count):
+            rate, statuses, seen = await push(pw, n)
+            rows.append((n, rate, peak_rss_mb() - idle, statuses, seen))
     print(
         f"start_many: concurrency 32, ~1 KB payloads from a generator; server in its own "
         f"process; python {sys.version.split()[0]}"

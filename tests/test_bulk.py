@@ -25,7 +25,7 @@ from patchworks_async import (
     StartResult,
     StartStatus,
 )
-from patchworks_async.testing import FakePatchworks, Fault
+from patchworks_async.testing import FakePatchworks, Fault, fake_patchworks_process
 
 from .conftest import client_for
 
@@ -303,38 +303,6 @@ WORKER = textwrap.dedent(
 )
 
 
-@contextlib.asynccontextmanager
-async def fake_in_its_own_process(latency: float) -> AsyncIterator[dict[str, str]]:
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "patchworks_async",
-        "fake-server",
-        "--port",
-        "0",
-        "--requests",
-        "100000",
-        "--latency",
-        str(latency),
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert server.stdout is not None
-        yield json.loads(await asyncio.wait_for(server.stdout.readline(), 30))
-    finally:
-        server.send_signal(signal.SIGINT)
-        await server.wait()
-
-
-async def server_state(urls: dict[str, str]) -> dict[str, object]:
-    import aiohttp
-
-    root = urls["core_url"].split("/core/")[0]
-    async with aiohttp.ClientSession() as session, session.get(f"{root}/_fake/state") as reply:
-        state: dict[str, object] = await reply.json()
-        return state
-
-
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["crash", "ctrl-c"])
 async def test_an_interrupted_run_resumes_without_starting_anything_twice(
     tmp_path: Path, how: signal.Signals
@@ -342,12 +310,12 @@ async def test_an_interrupted_run_resumes_without_starting_anything_twice(
     """Kill a real run midway (a crash, or Ctrl-C), resume it: every item started once at most."""
     journal = tmp_path / "run.sqlite"
     total = 300
-    async with fake_in_its_own_process(latency=0.01) as urls:
+    async with fake_patchworks_process("--requests", "100000", "--latency", "0.01") as fake:
         worker = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
             WORKER,
-            json.dumps(urls),
+            json.dumps({**fake.urls, "api_key": fake.api_key}),
             str(journal),
             str(total),
             stdout=asyncio.subprocess.PIPE,
@@ -358,16 +326,11 @@ async def test_an_interrupted_run_resumes_without_starting_anything_twice(
         worker.send_signal(how)
         await asyncio.wait_for(worker.wait(), 30)
 
-        api_key = urls.pop("api_key")
-        async with PatchworksClient(
-            api_key=api_key,
-            **urls,
-            rate_limits=FAST,  # type: ignore[arg-type]
-        ) as pw:
+        async with PatchworksClient(api_key=fake.api_key, **fake.urls, rate_limits=FAST) as pw:
             resumed = await run_all(pw, (f"order {i}" for i in range(total)), journal=journal)
-        state = await server_state(urls)
+        state = await fake.state()
 
-    starts = Counter(run["payload"] for run in state["starts"])  # type: ignore[attr-defined]
+    starts = Counter(run["payload"] for run in state["starts"])
     assert max(starts.values()) == 1  # nothing started twice
     grouped = by_status(resumed)
     assert sorted(r.index for r in resumed) == list(range(total))

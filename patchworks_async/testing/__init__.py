@@ -7,5 +7,14 @@ can be used from any test suite, with or without the client in this package.
 """
 
 from ._fake import FakePatchworks, Fault, ReceivedRequest, ServiceURLs, StartedRun
+from ._process import RemoteFake, fake_patchworks_process
 
-__all__ = ["FakePatchworks", "Fault", "ReceivedRequest", "ServiceURLs", "StartedRun"]
+__all__ = [
+    "FakePatchworks",
+    "Fault",
+    "ReceivedRequest",
+    "RemoteFake",
+    "ServiceURLs",
+    "StartedRun",
+    "fake_patchworks_process",
+]
