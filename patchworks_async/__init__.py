@@ -9,6 +9,8 @@ losing nothing and starting nothing twice::
         started = await pw.flows.start(101, 9001, {"orders": orders})
 """
 
+from typing import TYPE_CHECKING
+
 from ._bulk import StartResult, StartStatus
 from ._chunking import chunk_records
 from ._client import PatchworksClient
@@ -50,6 +52,24 @@ from ._payload import encode_start_body, stringify_payload
 from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from ._redis_limiter import RateLimiterUnavailableError, RedisRateLimiter
+
+_REDIS_NAMES = frozenset({"RateLimiterUnavailableError", "RedisRateLimiter"})
+
+
+def __getattr__(name: str) -> object:
+    """Import the Redis limiter on first use: the core library must not need redis."""
+    if name in _REDIS_NAMES:
+        try:
+            from . import _redis_limiter
+        except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+            raise ImportError(
+                f"{name} needs the redis extra: pip install 'patchworks-async[redis]'"
+            ) from exc
+        return getattr(_redis_limiter, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "APIError",
     "AsyncPaginator",
@@ -78,7 +98,9 @@ __all__ = [
     "RateLimitError",
     "RateLimitStatus",
     "RateLimiter",
+    "RateLimiterUnavailableError",
     "RateLimits",
+    "RedisRateLimiter",
     "RequestKind",
     "RetryPolicy",
     "RunWaitTimeoutError",
