@@ -5,6 +5,7 @@
     PatchworksError
     ├── ConfigurationError (also ValueError)     bad arguments to the client
     ├── JournalMismatchError (also ValueError)   a bulk-start journal of other input
+    ├── RateLimiterUnavailableError              the shared (Redis) limiter cannot be reached
     ├── PayloadError (also ValueError)           blank or unserialisable payload, before sending
     │   └── PayloadTooLargeError                 body over max_body_bytes (.size, .limit);
     │                                            also the server's 413, so also an APIError
