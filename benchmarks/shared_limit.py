@@ -44,41 +44,22 @@ import bisect
 import contextlib
 import json
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import aiohttp
 import attrs
 from redis.asyncio import Redis
 
+from patchworks_async.testing import fake_patchworks_process
+
 GOAL_SUSTAINED = 0.97
 CONCURRENCY = 4
-
-FAKE = """
-import asyncio, json, signal, sys
-from patchworks_async.testing import FakePatchworks
-
-async def main():
-    requests, window, jitter = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    async with FakePatchworks(
-        requests_per_window=requests, window=window, latency=(0.0, jitter), seed=1
-    ) as fake:
-        print(json.dumps({**fake.urls, "api_key": fake.api_key}), flush=True)
-        await stop.wait()
-
-asyncio.run(main())
-"""
 
 WORKER = """
 import asyncio, json, sys, time
@@ -212,30 +193,11 @@ def sustained_fraction(accepted: Sequence[float], requests: int, window: float) 
     return (len(steady) - 1) / (steady[-1] - steady[0]) / (requests / window)
 
 
-@contextlib.asynccontextmanager
-async def fake_server(requests: int, window: float, jitter: float) -> AsyncIterator[dict[str, str]]:
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        FAKE,
-        str(requests),
-        str(window),
-        str(jitter),
-        stdout=asyncio.subprocess.PIPE,
+def fake_server(requests: int, window: float, jitter: float) -> Any:
+    """FakePatchworks in its own process: a shrunken window, arrival latency jittered."""
+    return fake_patchworks_process(
+        "--requests", str(requests), "--window", str(window), "--latency", f"0,{jitter}"
     )
-    try:
-        assert server.stdout is not None
-        yield json.loads(await asyncio.wait_for(server.stdout.readline(), 30))
-    finally:
-        server.send_signal(signal.SIGINT)
-        await server.wait()
-
-
-async def server_state(urls: dict[str, str]) -> dict[str, Any]:
-    root = urls["core_url"].split("/core/")[0]
-    async with aiohttp.ClientSession() as session, session.get(f"{root}/_fake/state") as reply:
-        state: dict[str, Any] = await reply.json()
-        return state
 
 
 async def evalsha_calls(redis: Redis) -> int:
@@ -256,9 +218,9 @@ async def run_config(
 ) -> Outcome:
     """Run ``processes`` workers against a fresh fake server; judge from its arrivals."""
     account = f"bench-{uuid.uuid4().hex[:8]}"
-    async with fake_server(requests, window, jitter) as urls:
+    async with fake_server(requests, window, jitter) as fake:
         config = {
-            "urls": urls,
+            "urls": {**fake.urls, "api_key": fake.api_key},
             "redis_url": redis_url,
             "account": account,
             "requests": requests,
@@ -301,7 +263,7 @@ async def run_config(
                 await admin.aclose()
         if any(worker.returncode != 0 for worker in workers):
             raise RuntimeError(f"{name}: a worker failed")
-        state = await server_state(urls)
+        state = await fake.state()
     reports = [json.loads(stdout.splitlines()[-1]) for stdout, _ in outputs]
     arrivals = sorted(at for at, _ in state["arrivals"])
     accepted = sorted(at for at, status in state["arrivals"] if status == 200)

@@ -70,6 +70,7 @@ def __getattr__(name: str) -> object:
         return getattr(_redis_limiter, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "APIError",
     "AsyncPaginator",

@@ -37,7 +37,6 @@ from ._errors import (
     UnexpectedResponseError,
 )
 from ._journal import ItemState, Journal, JournalMismatchError, body_digest
-from ._payload import encode_start_body
 from ._ratelimit import RequestKind
 
 if TYPE_CHECKING:
@@ -210,13 +209,8 @@ async def start_many(
                     break
                 index, payload = item
                 try:
-                    body = encode_start_body(
-                        flow_id,
-                        version_id,
-                        payload,
-                        max_body_bytes=client.max_body_bytes,
-                        flow_variables=flow_variables,
-                        virtual_environment_id=virtual_environment_id,
+                    body = flows._encode(
+                        flow_id, version_id, payload, flow_variables, virtual_environment_id
                     )
                 except PayloadError as exc:
                     ready.append(StartResult(index, StartStatus.FAILED, error=exc))

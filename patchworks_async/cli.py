@@ -152,9 +152,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     server.add_argument(
         "--latency",
-        type=_non_negative_float,
+        type=_latency,
         default=0.0,
-        help="seconds added to every request (0)",
+        metavar="S|LO,HI",
+        help="seconds added to every request, or LO,HI for uniform jitter (0)",
     )
     server.add_argument(
         "--run-duration",
@@ -316,6 +317,16 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text}")
     return value
+
+
+def _latency(text: str) -> float | tuple[float, float]:
+    if "," not in text:
+        return _non_negative_float(text)
+    low, _, high = text.partition(",")
+    bounds = (_non_negative_float(low), _non_negative_float(high))
+    if bounds[0] > bounds[1]:
+        raise argparse.ArgumentTypeError(f"LO must not exceed HI: {text}")
+    return bounds
 
 
 def _non_negative_float(text: str) -> float:

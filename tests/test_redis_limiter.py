@@ -20,7 +20,6 @@ import bisect
 import itertools
 import json
 import logging
-import signal
 import subprocess
 import sys
 import textwrap
@@ -28,18 +27,16 @@ import time
 import traceback
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-import aiohttp
 import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from patchworks_async import RateLimits, RequestKind
 from patchworks_async._redis_limiter import RateLimiterUnavailableError, RedisRateLimiter
-from patchworks_async.testing import FakePatchworks
+from patchworks_async.testing import FakePatchworks, fake_patchworks_process
 
 from . import redis_server as fixtures
 from .conftest import client_for
@@ -564,38 +561,11 @@ WORKER = textwrap.dedent(
 )
 
 
-@asynccontextmanager
-async def fake_server(
-    requests: int, window: float, latency: float
-) -> AsyncIterator[dict[str, str]]:
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "patchworks_async",
-        "fake-server",
-        "--port",
-        "0",
-        "--requests",
-        str(requests),
-        "--window",
-        str(window),
-        "--latency",
-        str(latency),
-        stdout=asyncio.subprocess.PIPE,
+def fake_server(requests: int, window: float, latency: float) -> Any:
+    """FakePatchworks in its own process, with the account's limits shrunk to a window."""
+    return fake_patchworks_process(
+        "--requests", str(requests), "--window", str(window), "--latency", str(latency)
     )
-    try:
-        assert server.stdout is not None
-        yield json.loads(await asyncio.wait_for(server.stdout.readline(), 30))
-    finally:
-        server.send_signal(signal.SIGINT)
-        await server.wait()
-
-
-async def server_state(urls: dict[str, str]) -> dict[str, Any]:
-    root = urls["core_url"].split("/core/")[0]
-    async with aiohttp.ClientSession() as session, session.get(f"{root}/_fake/state") as reply:
-        state: dict[str, Any] = await reply.json()
-        return state
 
 
 async def run_workers(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -660,10 +630,11 @@ def sustained(accepted: Sequence[float], window: float) -> float:
 
 @pytest.mark.parametrize("skew", [0.0, 5.0], ids=["same-clocks", "one-clock-5s-ahead"])
 async def test_three_processes_share_one_budget(redis_server: RedisServer, skew: float) -> None:
-    async with fake_server(R, W, LATENCY) as urls:
+    async with fake_server(R, W, LATENCY) as fake:
+        urls = {**fake.urls, "api_key": fake.api_key}
         configs = worker_configs(redis_server.url, urls, 3, seconds=3 * W, worker1={"skew": skew})
         reports = await run_workers(configs)
-        state = await server_state(urls)
+        state = await fake.state()
     arrivals = sorted(at for at, _ in state["arrivals"])
     accepted = sorted(at for at, status in state["arrivals"] if status == 200)
     sent = [report["sent"] for report in reports]
@@ -677,12 +648,13 @@ async def test_three_processes_share_one_budget(redis_server: RedisServer, skew:
 
 
 async def test_a_pause_in_one_process_stops_them_all(redis_server: RedisServer) -> None:
-    async with fake_server(R, W, LATENCY) as urls:
+    async with fake_server(R, W, LATENCY) as fake:
+        urls = {**fake.urls, "api_key": fake.api_key}
         configs = worker_configs(
             redis_server.url, urls, 3, seconds=2.5, worker0={"pause": 1.5, "pause_after": 0.8}
         )
         reports = await run_workers(configs)
-        state = await server_state(urls)
+        state = await fake.state()
     ((before, after),) = reports[0]["pauses"]
     arrivals = sorted(at for at, _ in state["arrivals"])
     # Sent before the pause was set: arrive by `after + latency`. Nothing until it ends.

@@ -119,7 +119,19 @@ class Flows:
         flow_variables: Mapping[str, Any] | list[Any] | None,
         virtual_environment_id: int | str | None,
     ) -> FlowRunStarted:
-        body = encode_start_body(
+        body = self._encode(flow_id, version_id, payload, flow_variables, virtual_environment_id)
+        return await self._post_start(self._start_path(flow_id, version_id, route), body, kind)
+
+    def _encode(
+        self,
+        flow_id: int | str,
+        version_id: int | str | None,
+        payload: object,
+        flow_variables: Mapping[str, Any] | list[Any] | None,
+        virtual_environment_id: int | str | None,
+    ) -> bytes:
+        """The exact body of one start, checked against the client's ``max_body_bytes``."""
+        return encode_start_body(
             flow_id,
             version_id,
             payload,
@@ -127,7 +139,6 @@ class Flows:
             flow_variables=flow_variables,
             virtual_environment_id=virtual_environment_id,
         )
-        return await self._post_start(self._start_path(flow_id, version_id, route), body, kind)
 
     @staticmethod
     def _start_path(
