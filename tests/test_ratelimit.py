@@ -157,7 +157,7 @@ def test_a_manual_call_cancelled_while_queued_for_its_global_slot_gives_back_its
         await limiter.pause(30.0)
         # Ten manual calls take every manual slot, then queue for a global one.
         queued = [asyncio.create_task(limiter.acquire(RequestKind.MANUAL)) for _ in range(10)]
-        await asyncio.sleep(29.0)
+        await asyncio.sleep(29.0)  # virtual time (run_in_virtual_time): instant
         for task in queued:
             task.cancel()
         await asyncio.gather(*queued, return_exceptions=True)
