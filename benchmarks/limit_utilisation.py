@@ -47,12 +47,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import attrs
+from _measure import max_in_window, sustained_fraction
 from aiolimiter import AsyncLimiter
 
 from patchworks_async import (
@@ -96,25 +96,6 @@ class Outcome:
     sustained: float | None
     max_in_window: int
     seconds: float
-
-
-def max_in_window(times: Sequence[float], window: float) -> int:
-    """The most of ``times`` (sorted) inside any half-open interval ``[t, t + window)``."""
-    return max(
-        (bisect.bisect_left(times, start + window, lo=i) - i for i, start in enumerate(times)),
-        default=0,
-    )
-
-
-def sustained_fraction(accepted: Sequence[float], requests: int, window: float) -> float | None:
-    """Rate of accepted arrivals from one window after the first, over the limit's rate."""
-    if not accepted:
-        return None
-    steady = accepted[bisect.bisect_left(accepted, accepted[0] + window) :]
-    if len(steady) < 2 or steady[-1] <= steady[0]:
-        return None
-    rate = (len(steady) - 1) / (steady[-1] - steady[0])
-    return rate / (requests / window)
 
 
 def fraction(value: float | None) -> str:

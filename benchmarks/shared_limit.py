@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import contextlib
 import json
 import shutil
@@ -50,10 +49,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
+from _measure import max_in_window, sustained_fraction
 from redis.asyncio import Redis
 
 from patchworks_async.testing import fake_patchworks_process
@@ -173,24 +173,6 @@ class Outcome:
     min_share: float
     calls_by_redis: float | None  # EVALSHA per request, from INFO commandstats
     calls_by_limiters: float | None  # script calls per request, counted by the limiters
-
-
-def max_in_window(times: Sequence[float], window: float) -> int:
-    """The most of ``times`` (sorted) inside any half-open interval ``[t, t + window)``."""
-    return max(
-        (bisect.bisect_left(times, start + window, lo=i) - i for i, start in enumerate(times)),
-        default=0,
-    )
-
-
-def sustained_fraction(accepted: Sequence[float], requests: int, window: float) -> float | None:
-    """Rate of accepted arrivals from one window after the first, over the limit's rate."""
-    if not accepted:
-        return None
-    steady = accepted[bisect.bisect_left(accepted, accepted[0] + window) :]
-    if len(steady) < 2 or steady[-1] <= steady[0]:
-        return None
-    return (len(steady) - 1) / (steady[-1] - steady[0]) / (requests / window)
 
 
 def fake_server(requests: int, window: float, jitter: float) -> Any:
