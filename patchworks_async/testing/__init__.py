@@ -2,11 +2,12 @@
 
 ``FakePatchworks`` serves the documented Patchworks API (auth, flows, start and manual
 initialise, Laravel's throttle, error bodies) on loopback over real sockets, with switches
-to inject the failures a client must survive. It depends only on aiohttp and attrs, so it
-can be used from any test suite, with or without the client in this package.
+to inject the failures a client must survive and to hold requests or replies until a test
+lets them go. It depends only on aiohttp and attrs, so it can be used from any test suite,
+with or without the client in this package.
 """
 
-from ._fake import FakePatchworks, Fault, ReceivedRequest, ServiceURLs, StartedRun
+from ._fake import FakePatchworks, Fault, ReceivedRequest, ReplyHold, ServiceURLs, StartedRun
 from ._process import RemoteFake, fake_patchworks_process
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "Fault",
     "ReceivedRequest",
     "RemoteFake",
+    "ReplyHold",
     "ServiceURLs",
     "StartedRun",
     "fake_patchworks_process",

@@ -6,6 +6,8 @@ dropped connections, 429s carrying headers). So this module serves an ``aiohttp.
 application on loopback that answers like the documented API: the same URLs and auth
 schemes, the same error bodies, Laravel's fixed-window throttle (see ``_throttle``), and
 switches to inject the failures a client must survive without starting a flow twice.
+Holds (``FakePatchworks.hold``) park requests or their replies until the test lets them go,
+so tests of stopping and cancelling a client order events instead of racing sleeps.
 
 The Core API resources (flows, flow runs, cross-reference lookups and their rows) live in
 ``_store``, which holds the data and the route logic without any HTTP; the Laravel list
@@ -17,13 +19,15 @@ Every request is checked in the order the real stack would apply, so that status
 and throttle accounting match:
 
 1. arrival latency (models network delay, so it happens before anything is counted);
+   then a ``"before"`` hold waits here, and the request arrives when it is released;
 2. injected faults that act *before* processing (a proxy or load balancer failing);
 3. body size, like nginx's ``client_max_body_size`` (413, not counted);
 4. authentication (401, not counted); the login route skips 4 to 6;
 5. throttles, global then manual then starts (429, not counted by the refusing throttle);
 6. ``Content-Type`` of a request with a body (415, counted);
 7. route logic and validation (200, 201, 204, 400, 404, 409, 422);
-8. injected faults that act *after* processing (the work is done, the reply is lost).
+8. injected faults that act *after* processing (the work is done, the reply is lost);
+   then an ``"after"`` hold keeps the reply until it is released.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ import random
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, Final, Literal, NoReturn, Self, TypeAlias, TypedDict
 
@@ -48,12 +53,25 @@ from ._pages import php_query, validation_body
 from ._store import CoreRequest, Reply, Store
 from ._throttle import FixedWindowThrottle, Limit, Verdict, whole_second_retry_after
 
-__all__ = ["FakePatchworks", "Fault", "ReceivedRequest", "RouteKind", "StartedRun"]
+__all__ = [
+    "FakePatchworks",
+    "Fault",
+    "HoldPhase",
+    "ReceivedRequest",
+    "ReplyHold",
+    "RouteKind",
+    "StartedRun",
+]
 
 RouteKind: TypeAlias = Literal["core", "start", "manual", "login"]
 """Which part of the API a request is aimed at; used to target injected faults."""
 
 _ROUTE_KINDS: Final = frozenset({"core", "start", "manual", "login"})
+
+HoldPhase: TypeAlias = Literal["before", "after"]
+"""Where a ``ReplyHold`` parks a request: before it is processed, or after (only the reply)."""
+
+_HOLD_PHASES: Final = frozenset({"before", "after"})
 _RUN_ID_KEYS: Final = ("flow_run_id", "run_id", "id", "data.id", "data.flow_run_id")
 _RUN_OUTCOMES: Final = range(2, 6)
 _DEFAULT_USERS: Final[Mapping[str, str]] = MappingProxyType(
@@ -79,7 +97,13 @@ _DIGITS: Final = re.compile(r"[0-9]+")
 
 
 ADMIN_PREFIX: Final = "/_fake/"
-"""Test-only routes (``GET /_fake/state``, ``POST /_fake/reset``), not part of the API."""
+"""Test-only routes (``/_fake/state``, ``/_fake/reset``, ``/_fake/hold``), not part of the API."""
+
+_ADMIN_HOLD: Final = re.compile(
+    rf"{re.escape(ADMIN_PREFIX)}hold(?:/(?P<hold_id>[^/]+)(?P<release>/release)?)?"
+)
+#: Seconds ``GET /_fake/hold/<id>`` waits when the query names no ``timeout``.
+_ADMIN_WAIT: Final = 30.0
 
 
 class ServiceURLs(TypedDict):
@@ -429,6 +453,12 @@ def _check_run_outcome(value: int) -> int:
     return value
 
 
+def _check_route(route: str | None) -> None:
+    """Refuse a route kind the fake does not know (None, meaning any, is fine)."""
+    if route is not None and route not in _ROUTE_KINDS:
+        raise ValueError(f"route must be one of {sorted(_ROUTE_KINDS)} or None, got {route!r}")
+
+
 def _check_positive(name: str, value: float) -> float:
     """Refuse durations that are not finite and strictly positive."""
     if not value > 0 or math.isinf(value):
@@ -455,14 +485,201 @@ async def _read_body(request: web.Request, limit: int) -> tuple[bytes, bool]:
     return bytes(kept), total > limit
 
 
+class ReplyHold:
+    """Requests (or their replies) parked in the fake until the test lets them go.
+
+    Tests of stopping and cancelling a client must drive the order of events ("these N
+    requests are on the wire and the server has them; now the client stops; now the
+    replies go") rather than race sleeps. A hold, made by ``FakePatchworks.hold``, catches
+    every matching request until ``release()`` without a count ends it; closing the fake
+    ends it too. Waiting for arrivals uses an event set by each catch, never polling.
+
+    A held request whose client goes away leaves the hold: aiohttp cancels its handler
+    (the fake runs with ``handler_cancellation=True``), and ``held`` drops.
+
+    Attributes:
+        route: The route kind it catches (``"start"``, ``"manual"``, ``"core"``,
+            ``"login"``), or None for every request outside ``/_fake/``.
+        when: ``"after"``: the request is processed (a start is recorded, the throttle
+            counts it, it is in ``received``) and only its reply waits. ``"before"``: it
+            waits before any fault, auth, throttle or processing, and is processed when
+            released.
+    """
+
+    def __init__(self, route: RouteKind | None, when: HoldPhase) -> None:
+        """Made by ``FakePatchworks.hold``, which validates the arguments and uses it."""
+        self.route: Final = route
+        self.when: Final = when
+        self._waiting: deque[asyncio.Event] = deque()  # oldest first
+        self._total = 0
+        self._active = True
+        self._changed = asyncio.Event()
+
+    @property
+    def held(self) -> int:
+        """How many requests are held right now."""
+        return len(self._waiting)
+
+    @property
+    def total(self) -> int:
+        """How many requests this hold has caught in all (released or not)."""
+        return self._total
+
+    @property
+    def active(self) -> bool:
+        """True until ``release()`` without a count, or closing the fake, ends the hold."""
+        return self._active
+
+    async def arrived(
+        self,
+        count: int = 1,
+        *,
+        timeout: float | None = 30.0,  # noqa: ASYNC109 - a hung test must fail, not hang CI
+    ) -> None:
+        """Return once this hold has caught at least ``count`` requests in all.
+
+        It counts ``total``, not ``held``, so that asking again after some were released
+        (or their clients went away) returns at once instead of hanging.
+
+        Args:
+            count: How many caught requests to wait for.
+            timeout: Seconds to wait at most, None for ever; a hung test should fail.
+
+        Raises:
+            TimeoutError: If fewer than ``count`` were caught within ``timeout``.
+            RuntimeError: If the hold ended (released in full, or the fake closed) before
+                catching ``count``: no more can arrive.
+            ValueError: If ``count`` is not an int >= 0.
+        """
+        _check_int("count", count, minimum=0)
+        async with self._deadline(timeout, f"{count} requests to arrive"):
+            while self._total < count:
+                if not self._active:
+                    raise RuntimeError(
+                        f"{self!r} ended (released, or the fake closed) before {count} "
+                        "requests arrived"
+                    )
+                await self._changed.wait()
+
+    async def drained(
+        self,
+        *,
+        timeout: float | None = 30.0,  # noqa: ASYNC109 - a hung test must fail, not hang CI
+    ) -> None:
+        """Return once no request is held: each was released or its client went away.
+
+        A client that gives up closes its connection, and the server notices in its own
+        time (aiohttp then cancels the handler); this is how a test waits for that.
+
+        Args:
+            timeout: Seconds to wait at most, None for ever.
+
+        Raises:
+            TimeoutError: If requests are still held after ``timeout``.
+        """
+        async with self._deadline(timeout, "the held requests to leave"):
+            while self._waiting:
+                await self._changed.wait()
+
+    def release(self, count: int | None = None) -> None:
+        """Let held requests go on, oldest first.
+
+        Args:
+            count: How many to let go (all of them if fewer are held); the hold goes on
+                catching later requests. None lets every held request go and ends the
+                hold: later requests pass freely.
+
+        Raises:
+            ValueError: If ``count`` is not None or an int >= 1.
+        """
+        if count is None:
+            self._active = False
+            count = len(self._waiting)
+        else:
+            _check_int("count", count)
+        for _ in range(min(count, len(self._waiting))):
+            self._waiting.popleft().set()
+        self._wake()
+
+    def _catches(self, kind: RouteKind | None) -> bool:
+        """True if a request to a route of this ``kind`` would be caught now."""
+        return self._active and (self.route is None or self.route == kind)
+
+    async def _park(self) -> None:
+        """Hold the calling handler until released (at once if the hold has ended).
+
+        A handler cancelled while parked (its client went away) leaves the held set on
+        its way out, so nothing leaks and ``held`` drops.
+        """
+        if not self._active:
+            return
+        released = asyncio.Event()
+        self._waiting.append(released)
+        self._total += 1
+        self._wake()
+        try:
+            await released.wait()
+        finally:
+            if released in self._waiting:
+                self._waiting.remove(released)
+                self._wake()
+
+    def _wake(self) -> None:
+        """Wake every waiter to check its condition again; later waits use a fresh event."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def _deadline(self, seconds: float | None, what: str) -> AsyncIterator[None]:
+        """``asyncio.timeout`` whose TimeoutError says what was awaited and what was seen."""
+        try:
+            async with asyncio.timeout(seconds):
+                yield
+        except TimeoutError:
+            raise TimeoutError(f"waited {seconds} s for {what} at {self!r}") from None
+
+    def __repr__(self) -> str:
+        return (
+            f"<ReplyHold route={self.route!r} when={self.when!r} held={self.held} "
+            f"total={self.total}{'' if self._active else ' ended'}>"
+        )
+
+
+async def _admin_fields(request: web.Request) -> dict[str, Any]:
+    """The JSON object body of an admin request (an empty body is an empty object).
+
+    Raises:
+        ValueError: If the body is not a JSON object.
+    """
+    fields = _parse_object(await request.read())
+    if fields is None:
+        raise ValueError("the body must be a JSON object")
+    return fields
+
+
+def _admin_wait_query(query: Mapping[str, str]) -> tuple[int, float]:
+    """``at_least`` (default 1) and ``timeout`` (seconds, default 30) of a hold wait.
+
+    Raises:
+        ValueError: If either is not a number or is out of range.
+    """
+    try:
+        at_least = int(query.get("at_least", "1"))
+        timeout = float(query.get("timeout", str(_ADMIN_WAIT)))
+    except ValueError:
+        raise ValueError("at_least must be an integer and timeout a number of seconds") from None
+    _check_int("at_least", at_least, minimum=0)
+    return at_least, _check_positive("timeout", timeout)
+
+
 class FakePatchworks:
     """A Patchworks API look-alike served on loopback, for tests, benchmarks and demos.
 
     Use it as ``async with FakePatchworks() as fake:`` then point a client at
     ``fake.urls`` with ``fake.api_key`` (or ``fake.email`` / ``fake.password``). Everything
     the fake saw is in ``received``, every run it accepted in ``starts``; ``inject``
-    arms failures. All state lives on the instance; nothing touches an event loop until
-    ``start()``.
+    arms failures and ``hold`` parks requests until the test releases them. All state lives
+    on the instance; nothing touches an event loop until ``start()``.
 
     The server is single-use: once closed it cannot be started again.
     """
@@ -535,6 +752,7 @@ class FakePatchworks:
         self._throttle = FixedWindowThrottle()
         self._tokens: dict[str, float] = {}
         self._injections: list[_Injection] = []
+        self._holds: list[ReplyHold] = []  # in creation order; the admin id is index + 1
         self._store = Store(
             run_duration=_check_run_duration(run_duration),
             run_outcome=_check_run_outcome(run_outcome),
@@ -617,9 +835,14 @@ class FakePatchworks:
         self._base_url = f"http://{host}:{port}"
 
     async def close(self) -> None:
-        """Stop serving; in-flight delays are cut short so closing never hangs."""
+        """Stop serving; in-flight delays and holds are cut short so closing never hangs.
+
+        A held request woken by the close gets no reply: its connection is dropped.
+        """
         if self._closing is not None:
             self._closing.set()
+        for hold in self._holds:
+            hold.release()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -881,10 +1104,40 @@ class FakePatchworks:
         Raises:
             ValueError: On an unknown route or ``times < 1``.
         """
-        if route is not None and route not in _ROUTE_KINDS:
-            raise ValueError(f"route must be one of {sorted(_ROUTE_KINDS)} or None, got {route!r}")
+        _check_route(route)
         _check_int("times", times)
         self._injections.append(_Injection(Fault(fault), times, route))
+
+    def hold(self, route: RouteKind | None = "start", when: HoldPhase = "after") -> ReplyHold:
+        """Hold the next requests to ``route`` (or their replies) until the test releases them.
+
+        A request is caught by the first active hold, in creation order, whose route
+        matches; ``/_fake/`` routes are never held. Typical use::
+
+            hold = fake.hold()  # replies to starts wait
+            ...  # the client sends three starts
+            await hold.arrived(3)  # the server has processed them: fake.starts has 3
+            ...  # stop the client
+            hold.release()  # now the replies go, and the hold ends
+
+        Args:
+            route: ``"start"``, ``"manual"``, ``"core"``, ``"login"``, or None for any.
+            when: ``"after"``: the request is processed (a start is recorded) and only the
+                reply waits, as when the server did the work but the reply is late.
+                ``"before"``: the request waits before anything is checked or processed.
+
+        Returns:
+            The hold: wait for arrivals with ``arrived``, let requests go with ``release``.
+
+        Raises:
+            ValueError: On an unknown route or phase.
+        """
+        _check_route(route)
+        if when not in _HOLD_PHASES:
+            raise ValueError(f"when must be one of {sorted(_HOLD_PHASES)}, got {when!r}")
+        hold = ReplyHold(route, when)
+        self._holds.append(hold)
+        return hold
 
     def clear_faults(self) -> None:
         """Disarm every pending injected fault."""
@@ -933,27 +1186,78 @@ class FakePatchworks:
             "login_count": self.login_count,
         }
 
-    def _admin(self, request: web.Request) -> web.Response:
-        """``/_fake/...``: read or reset the records; outside the API, its auth and limits."""
+    async def _admin(self, request: web.Request) -> web.Response:
+        """``/_fake/...``: records and holds, for a fake in another process.
+
+        Outside the API: no auth, no throttle, no faults, never held.
+        """
         if request.path == f"{ADMIN_PREFIX}state" and request.method == "GET":
             return web.json_response(self.state())
         if request.path == f"{ADMIN_PREFIX}reset" and request.method == "POST":
             self.reset_records()
             self.reset_throttle()
             return web.json_response({"message": "reset"})
-        return web.json_response({"message": "Not Found"}, status=404)
+        found = _ADMIN_HOLD.fullmatch(request.path)
+        if found is None:
+            return _message(404, "Not Found")
+        try:
+            return await self._admin_hold(request, found["hold_id"], bool(found["release"]))
+        except ValueError as exc:
+            return _message(400, str(exc))
+
+    async def _admin_hold(
+        self, request: web.Request, raw_id: str | None, release: bool
+    ) -> web.Response:
+        """The ``/_fake/hold`` routes: create a hold, wait for arrivals, release.
+
+        Raises:
+            ValueError: On a bad body or query (the caller answers 400).
+        """
+        method = "POST" if raw_id is None or release else "GET"
+        if request.method != method:
+            return _json(405, {"message": "Method Not Allowed"}, {"Allow": method})
+        if raw_id is None:
+            fields = await _admin_fields(request)
+            self.hold(fields.get("route", "start"), fields.get("when", "after"))
+            return _json(200, {"hold": len(self._holds)})
+        hold_id = _as_id(raw_id)
+        if hold_id is None or not 1 <= hold_id <= len(self._holds):
+            return _message(404, f"No hold {raw_id}")
+        hold = self._holds[hold_id - 1]
+        if release:
+            hold.release((await _admin_fields(request)).get("count"))
+        else:
+            at_least, timeout = _admin_wait_query(request.query)
+            try:
+                await hold.arrived(at_least, timeout=timeout)
+            except TimeoutError as exc:
+                return _message(408, str(exc))
+            except RuntimeError as exc:
+                return _message(409, str(exc))
+        return _json(200, {"held": hold.held, "total": hold.total})
 
     # ------------------------------------------------------------------ pipeline
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         """Run one request through the checks in the order the real stack applies them."""
         if request.path.startswith(ADMIN_PREFIX):
-            return self._admin(request)
+            return await self._admin(request)
         await self._pause(self._sample_latency())
         body, oversize = await _read_body(request, self.max_body_bytes)
-        # The server acts once the whole request is in: that instant is its arrival.
-        arrived = time.monotonic()
-        call = _Call(request=request, body=body, kind=_kind_of_path(request.path), at=arrived)
+        kind = _kind_of_path(request.path)
+        hold = next((hold for hold in self._holds if hold._catches(kind)), None)
+        if hold is not None and hold.when == "before":
+            await self._park(hold, request)
+        # The server acts once the whole request is in (and let go, if it was held): that
+        # instant is its arrival, when the throttle counts it.
+        call = _Call(request=request, body=body, kind=kind, at=time.monotonic())
+        response = await self._respond(call, oversize)
+        if hold is not None and hold.when == "after":
+            await self._park(hold, request)
+        return response
+
+    async def _respond(self, call: _Call, oversize: bool) -> web.StreamResponse:
+        """Steps 2 to 8: before-faults, processing, after-faults; record what was sent."""
         fault = self._take_fault(call.kind, before=True)
         if fault is not None:
             return await self._fire_before(call, fault)
@@ -1050,6 +1354,17 @@ class FakePatchworks:
         self._record(call, response.status)
         return response
 
+    async def _park(self, hold: ReplyHold, request: web.Request) -> None:
+        """Wait in ``hold`` until released; if the fake began closing meanwhile, reply nothing.
+
+        Closing releases every hold so that handlers end at once rather than when aiohttp's
+        shutdown timeout cancels them; a reply written then would reach the client as if
+        the test had released it.
+        """
+        await hold._park()
+        if self._closing is not None and self._closing.is_set():
+            await self._drop(request)
+
     async def _drop(self, request: web.Request) -> NoReturn:
         """Close the connection without writing a response.
 
@@ -1060,7 +1375,7 @@ class FakePatchworks:
         """
         request.protocol.force_close()
         await asyncio.sleep(_DROP_GRACE)
-        raise ConnectionResetError("connection dropped by an injected FakePatchworks fault")
+        raise ConnectionResetError("connection dropped by FakePatchworks")
 
     # ------------------------------------------------------------------ helpers
 

@@ -3,7 +3,8 @@
 A crash-and-resume test must kill the client without killing the server; a multi-process
 rate-limit test needs one server for several client processes; a memory benchmark must not
 count the server's records. :func:`fake_patchworks_process` runs ``patchworks fake-server``
-as a child process and hands back its URLs and a way to read what it saw.
+as a child process and hands back its URLs, a way to read what it saw, and holds
+(``FakePatchworks.hold``) driven over the child's ``/_fake/hold`` routes.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from typing import Any
 import aiohttp
 from attrs import frozen
 
-from ._fake import ADMIN_PREFIX, ServiceURLs
+from ._fake import ADMIN_PREFIX, HoldPhase, RouteKind, ServiceURLs
 
 __all__ = ["RemoteFake", "fake_patchworks_process"]
+
+#: Admin error statuses raised as what the in-process ``ReplyHold`` raises; others (400,
+#: 404: a bad argument or an unknown hold) as ValueError.
+_ADMIN_ERRORS: dict[int, type[Exception]] = {408: TimeoutError, 409: RuntimeError}
 
 
 @frozen
@@ -43,12 +48,89 @@ class RemoteFake:
 
     async def state(self) -> dict[str, Any]:
         """What the server saw (``GET /_fake/state``): starts, arrivals, 429s, logins."""
+        return await self._call_admin("GET", "state")
+
+    async def hold(self, route: RouteKind | None = "start", when: HoldPhase = "after") -> int:
+        """Make the server hold matching requests, as ``FakePatchworks.hold`` does.
+
+        Args:
+            route: ``"start"``, ``"manual"``, ``"core"``, ``"login"``, or None for any.
+            when: ``"after"`` (processed, only the reply waits) or ``"before"``.
+
+        Returns:
+            The hold's id, for ``wait_held`` and ``release``.
+
+        Raises:
+            ValueError: On an unknown route or phase.
+        """
+        reply = await self._call_admin("POST", "hold", body={"route": route, "when": when})
+        return int(reply["hold"])
+
+    async def wait_held(
+        self,
+        hold_id: int,
+        at_least: int,
+        timeout: float = 30.0,  # noqa: ASYNC109 - the server bounds the wait, not the caller
+    ) -> int:
+        """Wait until the hold has caught at least ``at_least`` requests in all.
+
+        The server waits on its own event, so this is one request, not polling.
+
+        Returns:
+            How many requests the hold holds now.
+
+        Raises:
+            TimeoutError: If fewer were caught within ``timeout`` seconds.
+            RuntimeError: If the hold ended before catching that many.
+            ValueError: On an unknown hold or bad arguments.
+        """
+        reply = await self._call_admin(
+            "GET",
+            f"hold/{hold_id}",
+            query={"at_least": str(at_least), "timeout": str(timeout)},
+            wait=timeout,
+        )
+        return int(reply["held"])
+
+    async def release(self, hold_id: int, count: int | None = None) -> None:
+        """Let the ``count`` oldest held requests go; None lets all go and ends the hold.
+
+        Raises:
+            ValueError: On an unknown hold or a bad count.
+        """
+        await self._call_admin("POST", f"hold/{hold_id}/release", body={"count": count})
+
+    async def _call_admin(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: dict[str, Any] | None = None,
+        query: dict[str, str] | None = None,
+        wait: float = 0.0,
+    ) -> dict[str, Any]:
+        """One call to the child's ``/_fake/`` routes; an error reply becomes an exception.
+
+        Args:
+            method: HTTP method.
+            path: The route after ``/_fake/``.
+            body: JSON body, if any.
+            query: Query parameters, if any.
+            wait: Seconds the server may wait before replying (it bounds its own waits), so
+                the client's own timeout allows for it.
+        """
+        timeout = aiohttp.ClientTimeout(total=wait + 30.0)
         async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{self.root}{ADMIN_PREFIX}state") as reply,
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.request(
+                method, f"{self.root}{ADMIN_PREFIX}{path}", json=body, params=query
+            ) as reply,
         ):
-            state: dict[str, Any] = await reply.json()
-            return state
+            data: dict[str, Any] = await reply.json()
+        if reply.status < 400:
+            return data
+        error = _ADMIN_ERRORS.get(reply.status, ValueError)
+        raise error(f"{method} {ADMIN_PREFIX}{path}: {data['message']}")
 
 
 @contextlib.asynccontextmanager
