@@ -11,7 +11,7 @@ losing nothing and starting nothing twice::
 
 from typing import TYPE_CHECKING
 
-from ._bulk import StartResult, StartStatus
+from ._bulk import BatchStoppedError, BulkStart, StartResult, StartStatus
 from ._chunking import chunk_records
 from ._client import PatchworksClient
 from ._config import RateLimits, RetryPolicy
@@ -21,6 +21,7 @@ from ._errors import (
     BadRequestError,
     ConfigurationError,
     ConflictError,
+    JournalMismatchError,
     NotFoundError,
     OutcomeUnknownError,
     PatchworksError,
@@ -37,7 +38,6 @@ from ._errors import (
     ValidationError,
 )
 from ._http import RateLimitStatus
-from ._journal import JournalMismatchError
 from ._models import (
     CrossReferenceLookup,
     Flow,
@@ -76,6 +76,8 @@ __all__ = [
     "AsyncPaginator",
     "AuthenticationError",
     "BadRequestError",
+    "BatchStoppedError",
+    "BulkStart",
     "ConfigurationError",
     "ConflictError",
     "CrossReferenceLookup",

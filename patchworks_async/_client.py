@@ -7,7 +7,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Protocol, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -29,7 +29,7 @@ from ._http import RateLimitStatus
 from ._pagination import MAX_PER_PAGE, AsyncPaginator, ListOptions, list_params
 from ._payload import dumps_compact
 from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
-from ._transport import Transport
+from ._transport import SendObserver, Transport
 from .resources.flow_runs import FlowRuns
 from .resources.flows import Flows
 from .resources.lookups import CrossReferenceLookups
@@ -38,6 +38,14 @@ __all__ = ["PatchworksClient"]
 
 Service = Literal["core", "start"]
 T = TypeVar("T")
+
+
+class _Finalisable(Protocol):
+    """Work running on the client that :meth:`PatchworksClient.aclose` must finish first."""
+
+    def stop(self) -> None: ...
+
+    async def settled(self) -> None: ...
 
 
 class PatchworksClient:
@@ -112,6 +120,7 @@ class PatchworksClient:
         self._transport: Transport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._bulk_starts: set[_Finalisable] = set()
         self.flows = Flows(self)
         self.flow_runs = FlowRuns(self)
         self.cross_reference_lookups = CrossReferenceLookups(self)
@@ -150,11 +159,30 @@ class PatchworksClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session the client created; a borrowed one is left open."""
+        """Finish what is open, then close the session the client created.
+
+        Every ``flows.start_many`` still running on this client is stopped first and
+        drained (its requests in flight finish within its ``drain_timeout``, every known
+        outcome is journaled), so that closing the client never loses an outcome, even
+        after a ``break`` out of a bulk start without ``async with``. A borrowed session
+        is left open.
+        """
         self._closed = True
+        bulk_starts = list(self._bulk_starts)
+        for bulk in bulk_starts:
+            bulk.stop()
+        for bulk in bulk_starts:
+            await bulk.settled()
         transport, self._transport = self._transport, None
         if transport is not None and self._borrowed_session is None:
             await transport.session.close()
+
+    def _track_bulk(self, bulk: _Finalisable) -> None:
+        """Register a running bulk start, which :meth:`aclose` stops and drains first."""
+        self._bulk_starts.add(bulk)
+
+    def _untrack_bulk(self, bulk: _Finalisable) -> None:
+        self._bulk_starts.discard(bulk)
 
     def _ready(self) -> Transport:
         """The transport, created on first use inside the running loop."""
@@ -201,6 +229,7 @@ class PatchworksClient:
         json: Any = None,
         kind: RequestKind = RequestKind.ORDINARY,
         idempotent: bool | None = None,
+        observer: SendObserver | None = None,
     ) -> Any:
         """Build the request from a service, path segments and a body; send it.
 
@@ -213,13 +242,20 @@ class PatchworksClient:
             json: An object to serialise as the body instead.
             kind: Which rate-limit buckets the request draws from.
             idempotent: Whether a resend is harmless; defaults by method.
+            observer: Told when the request waits, leaves, and is surely unprocessed.
         """
         base = self.core_url if service == "core" else self.start_url
         url = base + "".join(map(_path_segment, path))
         if json is not None:
             body = dumps_compact(json).encode()
         return await self._ready().request(
-            method, url, params=params, body=body, kind=kind, idempotent=idempotent
+            method,
+            url,
+            params=params,
+            body=body,
+            kind=kind,
+            idempotent=idempotent,
+            observer=observer,
         )
 
     def _list(

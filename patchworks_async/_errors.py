@@ -45,6 +45,7 @@ __all__ = [
     "BadRequestError",
     "ConfigurationError",
     "ConflictError",
+    "JournalMismatchError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PatchworksError",
@@ -69,6 +70,14 @@ class PatchworksError(Exception):
 
 class ConfigurationError(PatchworksError, ValueError):
     """The client was given arguments it cannot work with."""
+
+
+class JournalMismatchError(PatchworksError, ValueError):
+    """The input or the target no longer matches the journal of an earlier run.
+
+    Resuming would risk starting something different under an old index (or the same
+    thing twice), so nothing is sent. Use a new journal file for new input.
+    """
 
 
 class PayloadError(PatchworksError, ValueError):

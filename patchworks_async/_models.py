@@ -124,22 +124,22 @@ class FlowRunStarted:
 
     Attributes:
         id: The flow run id, or ``None`` when the reply held none where one is looked for
-            (``flow_run_id``, ``run_id``, ``id``, ``data.id``, ``data.flow_run_id``).
+            (``flow_run_id``, ``run_id``, ``flowRunId``, ``id``, and the same inside
+            ``data``). A start with no id in its reply still started.
         message: The server's message ("flow initialised").
-        raw: The whole reply, since the id's key is not documented.
+        raw: The whole decoded reply, since the id's key is not documented.
     """
 
     id: int | str | None
     message: str | None
-    raw: Mapping[str, Any] = field(repr=False)
+    raw: Any = field(repr=False)
 
     @classmethod
     def from_reply(cls, reply: Any) -> FlowRunStarted:
-        """Read a start reply; the run id's key is undocumented, so several are tried."""
+        """Read a start reply (decoded JSON); the run id's key is undocumented, so several
+        are tried, and a reply without one (or that is not an object) has ``id=None``."""
         if not isinstance(reply, Mapping):
-            raise UnexpectedResponseError(
-                f"a start reply should be a JSON object, not {type(reply).__name__}", body=reply
-            )
+            return cls(id=None, message=None, raw=reply)
         message = reply.get("message")
         return cls(
             id=_find_run_id(reply),
@@ -148,7 +148,7 @@ class FlowRunStarted:
         )
 
 
-_RUN_ID_KEYS = ("flow_run_id", "run_id", "id")
+_RUN_ID_KEYS = ("flow_run_id", "run_id", "flowRunId", "id")
 
 
 def _find_run_id(reply: Mapping[str, Any]) -> int | str | None:

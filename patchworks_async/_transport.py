@@ -18,12 +18,14 @@ bytes leave. What happens after a failure depends on whether repeating the reque
 from __future__ import annotations
 
 import builtins
+import io
+import json
 import logging
 import random
 import sys
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, Final, NamedTuple, Protocol, cast
 
 import aiohttp
 import backoff
@@ -35,6 +37,7 @@ from ._errors import (
     OutcomeUnknownError,
     PatchworksError,
     TransportError,
+    UnexpectedResponseError,
     error_for_response,
 )
 from ._errors import (
@@ -45,7 +48,7 @@ from ._payload import dumps_compact
 from ._ratelimit import RateLimiter, RequestKind
 from ._version import __version__
 
-__all__ = ["Transport", "user_agent"]
+__all__ = ["SendObserver", "Transport", "user_agent"]
 
 logger = logging.getLogger("patchworks_async")
 
@@ -55,6 +58,33 @@ DEFAULT_TOKEN_LIFETIME = 3600.0
 """Assumed when a login reply does not say how long its token lives."""
 NEVER_CONNECTED = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)
 """aiohttp failures that prove the request never left: safe to resend even a start."""
+STREAMED_BODY_BYTES: Final = 1 << 20
+"""Bodies larger than this go to aiohttp as a stream (``io.BytesIO``), as aiohttp asks:
+handed over as raw bytes they draw a ``ResourceWarning`` (an error under ``-W error``)."""
+
+
+class SendObserver(Protocol):
+    """Follows one request through the transport, and may give it up before it waits again.
+
+    Bulk starts use it to journal a start at the moment of truth (its slot granted, its
+    bytes about to leave), and to know, when they stop, which requests may have reached
+    the server and which surely did not.
+    """
+
+    def waiting(self) -> None:
+        """The request is about to wait for its credential and a rate-limit slot.
+
+        Raise to give the request up instead; nothing of it is sent.
+        """
+        ...
+
+    async def sending(self) -> None:
+        """The slot is granted: the bytes leave as soon as this returns."""
+        ...
+
+    def not_processed(self) -> None:
+        """The server surely did not process the last send (429, 401, never connected)."""
+        ...
 
 
 def user_agent() -> str:
@@ -72,6 +102,7 @@ class _Request(NamedTuple):
     body: bytes | None
     kind: RequestKind
     idempotent: bool
+    observer: SendObserver | None = None
 
     def __str__(self) -> str:
         return f"{self.method} {self.url}"
@@ -87,6 +118,38 @@ class _Retry(Exception):
         super().__init__(str(error))
         self.error = error
         self.retry_after = retry_after
+
+
+def _success_body(request: _Request, status: int, raw: bytes) -> Any:
+    """The decoded body of a 2xx, which must be JSON (or empty, except for a start).
+
+    A 2xx that is not JSON is no proof of anything: a proxy or a captive portal answers 200
+    with a page of its own. For a request that is not idempotent that leaves its outcome
+    unknown; a start must also say something, so an empty 2xx leaves it unknown too.
+    """
+    empty = not raw or raw.isspace()
+    if empty and request.kind is RequestKind.ORDINARY:
+        return None
+    if not empty:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            pass
+    text = raw.decode("utf-8", errors="replace")
+    what = "an empty body" if empty else f"a body that is not JSON: {_snippet(text)!r}"
+    if request.idempotent:
+        raise UnexpectedResponseError(f"{request} answered {status} with {what}", body=text)
+    raise OutcomeUnknownError(
+        f"{request} answered {status} with {what}; that proves nothing, so the server may or "
+        "may not have processed it",
+        method=request.method,
+        url=request.url,
+        status=status,
+    )
+
+
+def _snippet(text: str) -> str:
+    return " ".join(text.split())[:120]
 
 
 def _chain(error: PatchworksError, cause: BaseException) -> PatchworksError:
@@ -140,6 +203,7 @@ class Transport:
         body: bytes | None = None,
         kind: RequestKind = RequestKind.ORDINARY,
         idempotent: bool | None = None,
+        observer: SendObserver | None = None,
     ) -> Any:
         """Send one API request and return its decoded body (``None`` when empty).
 
@@ -150,11 +214,17 @@ class Transport:
             body: The exact JSON bytes to send.
             kind: Which rate-limit buckets the request draws from.
             idempotent: Whether repeating it is harmless; defaults by method.
+            observer: Told when the request waits, leaves, and is surely unprocessed.
+
+        Raises:
+            OutcomeUnknownError: a non-idempotent request may have been processed; among
+                other cases, a 2xx whose body is not JSON (a proxy's page proves nothing).
+            UnexpectedResponseError: an idempotent request got a 2xx that is not JSON.
         """
         method = method.upper()
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS and kind is RequestKind.ORDINARY
-        request = _Request(method, url, params, body, kind, idempotent)
+        request = _Request(method, url, params, body, kind, idempotent, observer)
         try:
             # The first try runs outside backoff's machinery, which costs more than the rest
             # of the client's per-request work; only a retryable failure enters it.
@@ -192,18 +262,25 @@ class Transport:
         """One try: as many sends as 429 pauses and one 401 replay need."""
         rate_limited = 0
         replayed = False
+        observer = request.observer
         while True:
+            if observer is not None:
+                observer.waiting()
             authorization = await self.auth.authorization()
             await self.limiter.acquire(request.kind)
+            if observer is not None:
+                await observer.sending()
             started = time.monotonic()
             status, headers, raw = await self._send(request, authorization)
-            body = decode_body(raw)
             if "X-RateLimit-Remaining" in headers or "X-RateLimit-Limit" in headers:
                 self._rate_headers = headers
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s -> %d in %.3fs", request, status, time.monotonic() - started)
             if 200 <= status < 300:
-                return body
+                return _success_body(request, status, raw)
+            body = decode_body(raw)
+            if observer is not None and status in (401, 429):
+                observer.not_processed()  # refused before any processing
             if status == 429:
                 now = time.time()
                 observed = parse_rate_limit(headers, now=now)
@@ -275,12 +352,14 @@ class Transport:
         headers = dict(self._base_headers)
         if authorization is not None:
             headers["Authorization"] = authorization
+        body = request.body
+        data = io.BytesIO(body) if body is not None and len(body) > STREAMED_BODY_BYTES else body
         try:
             async with self.session.request(
                 request.method,
                 request.url,
                 params=request.params,
-                data=request.body,
+                data=data,
                 headers=headers,
                 timeout=self._timeout,
                 allow_redirects=False,
@@ -289,6 +368,8 @@ class Transport:
                 raw = await response.read()
                 return response.status, response.headers, raw
         except NEVER_CONNECTED as exc:
+            if request.observer is not None:
+                request.observer.not_processed()
             error = TransportError(
                 f"{request}: could not connect: {exc}", method=request.method, url=request.url
             )

@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, Coroutine, Sequence
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterator, Sequence
 from typing import Any
 
 from ._bulk import StartResult, StartStatus
@@ -50,6 +50,7 @@ from ._errors import (
     APIError,
     AuthenticationError,
     ConfigurationError,
+    JournalMismatchError,
     NotFoundError,
     PatchworksError,
     PayloadTooLargeError,
@@ -57,7 +58,6 @@ from ._errors import (
     TransportError,
     ValidationError,
 )
-from ._journal import JournalMismatchError
 from ._models import Flow, FlowRun, FlowRunStatus, converter
 from ._pagination import ListOptions
 from .testing import FakePatchworks
@@ -919,7 +919,7 @@ class _Batch:
         return fatal
 
     def summary(self) -> str:
-        counts = " | ".join(f"{status} {self.counts[status]}" for status in StartStatus)
+        counts = " | ".join(f"{_label(status)} {self.counts[status]}" for status in StartStatus)
         elapsed = time.monotonic() - self.began
         items = "item" if self.total == 1 else "items"
         return f"{counts} | {self.total} {items} in {elapsed:.1f} s"
@@ -928,13 +928,14 @@ class _Batch:
         out = sys.stderr if self.as_json else sys.stdout
         if self.interrupted:
             where = (
-                f"recorded in {journal}; run the same command again to resume"
+                f"Everything is recorded in {journal}: run the same command again to resume"
                 if journal
-                else "not counted below (use --journal to resume safely)"
+                else "Use --journal to be able to resume safely"
             )
             print(
-                "interrupted: nothing new was sent; the requests in flight were given time "
-                f"to finish and are {where}",
+                "interrupted: nothing new was sent after the signal; the requests already "
+                "on the wire were given time to finish and are counted below, and items "
+                f"that were waiting to be sent are counted as not sent. {where}.",
                 file=sys.stderr,
             )
         print(self.summary(), file=out, flush=True)
@@ -1006,33 +1007,38 @@ def _flows_start(args: argparse.Namespace) -> int:
 async def _start_batch(
     args: argparse.Namespace, client: PatchworksClient, payloads: Any, batch: _Batch
 ) -> None:
-    """Push the payloads through ``start_many``; on Ctrl-C let it drain, and return."""
+    """Push the payloads through ``start_many``; a signal stops it and it still reports.
+
+    SIGINT (Ctrl-C) and SIGTERM (a CI job cancelled, a container stopped) stop the batch
+    gracefully: nothing new is sent, the requests on the wire finish, and every result,
+    ``not sent`` ones included, is still counted. A second signal cancels outright (the
+    batch still drains on its way out).
+    """
     console = _stderr_console()
     show = console.is_terminal and not (args.json and sys.stdout.isatty())
     total = batch.source.total_bytes
-    loop = asyncio.get_running_loop()
-    current = asyncio.current_task()
-    if current is not None:
-        # SIGTERM (a CI job cancelled, a container stopped) stops the batch as Ctrl-C does.
-        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-            loop.add_signal_handler(signal.SIGTERM, current.cancel)
     async with client as pw:
-        with _progress(console, show=show) as bar:
+        results = pw.flows.start_many(
+            args.flow,
+            args.version,
+            payloads,
+            concurrency=args.concurrency,
+            manual=args.manual,
+            journal=args.journal,
+            resend_unknown=args.resend_unknown,
+        )
+
+        def stop() -> None:
+            batch.interrupted = True
+            results.stop()
+
+        current = asyncio.current_task()
+        with _progress(console, show=show) as bar, _on_signals(stop):
             task: TaskID = bar.add_task(
                 f"starting flow {args.flow}", total=total, count="0 items", rate="", note=""
             )
             try:
-                async with contextlib.aclosing(
-                    pw.flows.start_many(
-                        args.flow,
-                        args.version,
-                        payloads,
-                        concurrency=args.concurrency,
-                        manual=args.manual,
-                        journal=args.journal,
-                        resend_unknown=args.resend_unknown,
-                    )
-                ) as results:
+                async with results:
                     async for result in results:
                         fatal = batch.record(result)
                         done = batch.total
@@ -1047,20 +1053,56 @@ async def _start_batch(
                             batch.error, batch.stopped = fatal, True
                             break
             except asyncio.CancelledError:
-                # Ctrl-C or SIGTERM cancelled this task; start_many has drained the requests
-                # in flight and closed its journal on the way out. Report, do not re-raise.
+                # A second signal: start_many drained on the way out and journaled what it
+                # knew, but results it had not handed over are not counted. Report anyway.
                 if current is not None:
                     current.uncancel()
                 batch.interrupted = True
             except (PatchworksError, OSError) as exc:
                 batch.error = exc
-            finally:
-                with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
-                    loop.remove_signal_handler(signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """On SIGINT or SIGTERM call ``stop``; on a second one, cancel the running task.
+
+    The first signal asks for a graceful stop; a user who presses Ctrl-C again does not
+    want to wait for it. Python's own handlers are put back afterwards.
+    """
+    loop = asyncio.get_running_loop()
+    running = asyncio.current_task()
+    signalled = False
+
+    def on_signal() -> None:
+        nonlocal signalled
+        if signalled and running is not None:
+            running.cancel()
+        signalled = True
+        stop()
+
+    installed: list[tuple[signal.Signals, Any]] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+        try:
+            loop.add_signal_handler(signum, on_signal)
+        except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
+            continue
+        installed.append((signum, previous))
+    try:
+        yield
+    finally:
+        for signum, previous in installed:
+            loop.remove_signal_handler(signum)
+            signal.signal(signum, previous)
 
 
 def _tally(counts: Counter[StartStatus]) -> str:
-    return " ".join(f"{status} {counts[status]}" for status in StartStatus if counts[status])
+    return " ".join(f"{_label(s)} {counts[s]}" for s in StartStatus if counts[s])
+
+
+def _label(status: StartStatus) -> str:
+    """``not sent`` rather than ``not_sent`` in the words of a report."""
+    return status.value.replace("_", " ")
 
 
 if __name__ == "__main__":  # pragma: no cover

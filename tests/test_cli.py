@@ -171,7 +171,7 @@ def test_one_payload_from_stdin_is_sent_verbatim(server: dict[str, str]) -> None
     payload = '<order id="stdin-1">naïve & "quoted"</order>\n'
     result = cli("flows", "start", "101", "9001", env=server_env(server), stdin=payload)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("started 1 | failed 0 | unknown 0 | skipped 0 | 1 item in")
+    assert result.stdout.startswith("started 1 | failed 0 | unknown 0 | skipped 0 | not sent 0 | 1 item in")
     [start] = starts_of(server, "stdin-1")
     assert start["payload"] == payload
     assert (start["flow_id"], start["version_id"]) == (101, 9001)
@@ -208,7 +208,7 @@ def test_jsonl_bad_line_fails_alone(server: dict[str, str], tmp_path: Path) -> N
         env=server_env(server),
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
-    assert result.stdout.startswith("started 3 | failed 1 | unknown 0 | skipped 0 | 4 items in")
+    assert result.stdout.startswith("started 3 | failed 1 | unknown 0 | skipped 0 | not sent 0 | 4 items in")
     assert "item 1 (line 3): failed: line 3 is not JSON" in result.stdout
     sent = sorted(start["payload"] for start in starts_of(server, "jsonl-"))
     # Each good line is sent as written, once checked to be JSON.
@@ -221,7 +221,7 @@ def test_a_journal_makes_the_rerun_skip_everything(server: dict[str, str], tmp_p
     args = ("flows", "start", "101", "9001", "-", "--jsonl", "--journal", str(journal))
     first = cli(*args, env=server_env(server), stdin=data)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.startswith("started 5 | failed 0 | unknown 0 | skipped 0")
+    assert first.stdout.startswith("started 5 | failed 0 | unknown 0 | skipped 0 | not sent 0")
     assert len(starts_of(server, "journal-")) == 5
 
     again = cli(*args, "--json", env=server_env(server), stdin=data)
@@ -230,7 +230,7 @@ def test_a_journal_makes_the_rerun_skip_everything(server: dict[str, str], tmp_p
     assert sorted(r["index"] for r in results) == list(range(5))
     assert {r["status"] for r in results} == {"skipped"}
     assert all(isinstance(r["run_id"], int) for r in results)
-    assert "started 0 | failed 0 | unknown 0 | skipped 5" in again.stderr
+    assert "started 0 | failed 0 | unknown 0 | skipped 5 | not sent 0" in again.stderr
     assert len(starts_of(server, "journal-")) == 5  # nothing new on the server
 
 
@@ -269,7 +269,7 @@ async def test_an_interrupted_batch_reports_and_keeps_the_journal(
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 130, err
     assert b"interrupted" in err
-    assert b"started 3 | failed 0 | unknown 0 | skipped 0" in err
+    assert b"started 3 | failed 0 | unknown 0 | skipped 0 | not sent 0" in err
     assert b"Traceback" not in err
     with sqlite3.connect(journal) as db:
         assert db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall() == [

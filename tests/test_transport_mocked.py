@@ -271,16 +271,51 @@ class TestIdempotentRequests:
 
 
 class TestReplies:
-    async def test_a_2xx_start_reply_that_is_not_json_is_an_unexpected_response(
-        self, m: aioresponses
+    @pytest.mark.parametrize(
+        ("body", "content_type"),
+        [("flow initialised", "text/plain"), ("<html>Welcome</html>", "text/html"), ("", "text/plain")],
+        ids=["text", "html", "empty"],
+    )
+    async def test_a_2xx_start_reply_that_is_not_json_leaves_the_outcome_unknown(
+        self, m: aioresponses, body: str, content_type: str
     ) -> None:
-        m.post(START_URL, status=200, body="flow initialised", content_type="text/plain")
+        """A proxy's page proves nothing: the start may or may not have happened."""
+        m.post(START_URL, status=200, body=body, content_type=content_type)
         async with make_client() as pw:
-            with pytest.raises(UnexpectedResponseError) as caught:
+            with pytest.raises(OutcomeUnknownError) as caught:
                 await pw.flows.start(101, 9001, "once")
         assert_no_aiohttp_leak(caught.value)
-        assert caught.value.body == "flow initialised"
-        assert calls(m, "POST", START_URL) == 1
+        assert caught.value.status == 200
+        assert calls(m, "POST", START_URL) == 1  # never resent
+
+    @pytest.mark.parametrize(
+        "reply",
+        [{"message": "Flow initialised."}, [], "queued", {"data": {"status": "queued"}}],
+        ids=["message-only", "list", "string", "data-without-id"],
+    )
+    async def test_a_json_2xx_start_reply_without_a_run_id_is_a_start(
+        self, m: aioresponses, reply: object
+    ) -> None:
+        m.post(START_URL, status=200, payload=reply)
+        async with make_client() as pw:
+            started = await pw.flows.start(101, 9001, "once")
+        assert started.id is None
+        assert started.raw == reply
+
+    async def test_a_run_id_under_flow_run_id_in_camel_case_is_found(
+        self, m: aioresponses
+    ) -> None:
+        m.post(START_URL, status=200, payload={"flowRunId": 77})
+        async with make_client() as pw:
+            assert (await pw.flows.start(101, 9001, "once")).id == 77
+
+    async def test_a_2xx_html_page_on_a_get_says_it_was_not_json(self, m: aioresponses) -> None:
+        m.get(FLOW_URL, status=200, body="<html>Log in</html>", content_type="text/html")
+        async with make_client() as pw:
+            with pytest.raises(UnexpectedResponseError, match="not JSON") as caught:
+                await pw.flows.get(101)
+        assert_no_aiohttp_leak(caught.value)
+        assert caught.value.body == "<html>Log in</html>"
 
     async def test_an_empty_200_on_flows_get_is_an_unexpected_response(
         self, m: aioresponses

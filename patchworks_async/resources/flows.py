@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncGenerator, AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Unpack
 
-from .._bulk import StartResult, start_many
+from .._bulk import BulkStart, check_settings, start_many
 from .._errors import ConfigurationError, UnexpectedResponseError
 from .._models import Flow, FlowRunStarted, structure
 from .._pagination import AsyncPaginator, ListOptions
-from .._payload import encode_start_body
-from .._ratelimit import RequestKind
+from .._starts import StartTarget, send_start
 
 if TYPE_CHECKING:
     from .._client import PatchworksClient
@@ -67,22 +66,17 @@ class Flows:
             virtual_environment_id: Optional virtual environment to run in.
 
         Returns:
-            The run's id, the server's message and the raw reply.
+            The run's id (``None`` when the reply names none), the server's message and
+            the raw reply.
 
         Raises:
             PayloadError: the payload is blank, None or unserialisable.
             PayloadTooLargeError: the body is over ``max_body_bytes``.
-            OutcomeUnknownError: the server may or may not have started the run.
+            OutcomeUnknownError: the server may or may not have started the run (among
+                other cases, a 2xx reply that is not JSON, which proves nothing).
         """
-        return await self._start(
-            "start",
-            RequestKind.START,
-            flow_id,
-            version_id,
-            payload,
-            flow_variables=flow_variables,
-            virtual_environment_id=virtual_environment_id,
-        )
+        target = StartTarget(flow_id, version_id)
+        return await self._start(target, payload, flow_variables, virtual_environment_id)
 
     async def initialise(
         self,
@@ -98,63 +92,23 @@ class Flows:
         Takes the same arguments as :meth:`start`. The client holds a manual-initialise
         token before it queues for a global one, ahead of ordinary requests.
         """
-        return await self._start(
-            "manual",
-            RequestKind.MANUAL,
-            flow_id,
-            version_id,
-            payload,
-            flow_variables=flow_variables,
-            virtual_environment_id=virtual_environment_id,
-        )
+        target = StartTarget(flow_id, version_id, manual=True)
+        return await self._start(target, payload, flow_variables, virtual_environment_id)
 
     async def _start(
         self,
-        route: str,
-        kind: RequestKind,
-        flow_id: int | str,
-        version_id: int | str | None,
+        target: StartTarget,
         payload: object,
-        *,
         flow_variables: Mapping[str, Any] | list[Any] | None,
         virtual_environment_id: int | str | None,
     ) -> FlowRunStarted:
-        body = self._encode(flow_id, version_id, payload, flow_variables, virtual_environment_id)
-        return await self._post_start(self._start_path(flow_id, version_id, route), body, kind)
-
-    def _encode(
-        self,
-        flow_id: int | str,
-        version_id: int | str | None,
-        payload: object,
-        flow_variables: Mapping[str, Any] | list[Any] | None,
-        virtual_environment_id: int | str | None,
-    ) -> bytes:
-        """The exact body of one start, checked against the client's ``max_body_bytes``."""
-        return encode_start_body(
-            flow_id,
-            version_id,
+        body = target.encode(
             payload,
             max_body_bytes=self._client.max_body_bytes,
             flow_variables=flow_variables,
             virtual_environment_id=virtual_environment_id,
         )
-
-    @staticmethod
-    def _start_path(
-        flow_id: int | str, version_id: int | str | None, route: str
-    ) -> list[str | int]:
-        """``flows/{id}/{start|manual}[/{version}]``: no version runs the deployed one."""
-        path: list[str | int] = ["flows", flow_id, route]
-        if version_id is not None:
-            path.append(version_id)
-        return path
-
-    async def _post_start(
-        self, path: list[str | int], body: bytes, kind: RequestKind
-    ) -> FlowRunStarted:
-        reply = await self._client._call("start", "POST", path, body=body, kind=kind)
-        return FlowRunStarted.from_reply(reply)
+        return await send_start(self._client, target, body)
 
     def start_many(
         self,
@@ -169,48 +123,56 @@ class Flows:
         virtual_environment_id: int | str | None = None,
         resend_unknown: bool = False,
         drain_timeout: float = 5.0,
-    ) -> AsyncGenerator[StartResult, None]:
+    ) -> BulkStart:
         """Start a flow once per payload; yields one :class:`StartResult` per item.
 
         Payloads are read lazily (a generator of a million items is never held in memory)
         and results come in completion order, each naming its ``index``. A bad item (blank,
-        too large) is a ``failed`` result, never the end of the batch. Leaving the loop
-        early sends nothing new and gives the requests in flight ``drain_timeout`` seconds
-        to finish, so their outcome is known and journaled. Use ``async with
-        contextlib.aclosing(pw.flows.start_many(...)) as results:`` to have that happen at
-        once rather than when the iterator is garbage-collected.
+        too large) is a ``failed`` result, never the end of the batch.
+
+        Stopping is safe at any moment. Leaving the loop (``break``, an exception, a
+        cancelled task) or closing the client sends nothing new: items waiting for a
+        rate-limit slot give it back, and the requests already on the wire get
+        ``drain_timeout`` seconds to finish, so that their outcome is known and journaled.
+        ``async with pw.flows.start_many(...) as results:`` makes that happen at once;
+        ``results.stop()`` does it while you keep reading the last results (items that
+        were never sent then come back ``not_sent``).
 
         Args:
             flow_id: The flow to start.
             version_id: The version, or ``None`` for the deployed one.
-            payloads: Any iterable or async iterable of payloads (see :meth:`start`).
+            payloads: Any iterable or async iterable of payloads (see :meth:`start`); not a
+                single ``str``, ``bytes`` or mapping.
             concurrency: Requests in flight at most.
             manual: Use manual initialise (10 a minute) instead of queued starts.
-            journal: A SQLite file recording every item before it is sent and its outcome
-                after. Re-running with the same journal and input skips what started
-                (``skipped``), reports what may have started as ``unknown`` without
-                resending it, resends what failed, and raises
-                :class:`JournalMismatchError` if the input changed.
+            journal: A SQLite file recording every item at the moment its request leaves
+                and its outcome before you see it. Re-running with the same journal and
+                input skips what started (``skipped``), reports what may have reached the
+                server as ``unknown`` without resending it, sends what failed or was never
+                sent, and raises :class:`JournalMismatchError` if the input changed.
             flow_variables: Flow variables for every start.
             virtual_environment_id: Virtual environment for every start.
             resend_unknown: With a journal, resend items whose outcome is unknown (they may
                 start twice).
             drain_timeout: Seconds the requests in flight may take to finish after the
-                caller stops early.
+                batch stops.
+
+        Raises:
+            ConfigurationError: an argument is unusable (raised here, before anything is
+                read or sent).
         """
-        return start_many(
-            self,
-            flow_id,
-            version_id,
+        settings = check_settings(
+            StartTarget(flow_id, version_id, manual=manual is True),
             payloads,
-            concurrency=concurrency,
             manual=manual,
+            concurrency=concurrency,
             journal=journal,
             flow_variables=flow_variables,
             virtual_environment_id=virtual_environment_id,
             resend_unknown=resend_unknown,
             drain_timeout=drain_timeout,
         )
+        return start_many(self._client, settings, payloads)
 
     def list(self, **options: Unpack[ListOptions]) -> AsyncPaginator[Flow]:
         """Stream the account's flows, a page at a time.
