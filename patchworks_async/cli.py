@@ -44,7 +44,7 @@ from typing import Any
 
 from ._bulk import StartResult, StartStatus
 from ._client import PatchworksClient
-from ._config import ENV_VARS, settings_from_env
+from ._config import ENV_VARS, RateLimits, settings_from_env
 from ._demo import run_demo
 from ._errors import (
     APIError,
@@ -87,6 +87,8 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 NO_RICH = "the command line needs the cli extra: pip install 'patchworks-async[cli]'"
+DRAIN_TIMEOUT = 5.0
+"""Seconds the requests on the wire get to finish once a batch is stopped."""
 MAX_PROBLEM_LINES = 20
 """Failed or unknown items listed one per line after a batch; the rest are counted."""
 
@@ -179,6 +181,7 @@ def _parser() -> argparse.ArgumentParser:
         description="List flows as a table, or as JSON Lines with --json.",
     )
     _api_options(listing, wait_timeout=False)
+    _rate_options(listing)
     listing.add_argument(
         "--filter",
         dest="filters",
@@ -212,6 +215,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     _api_options(start, wait_timeout=False)
+    _rate_options(start)
     start.add_argument("flow", type=_positive_int, metavar="FLOW", help="the flow id")
     start.add_argument(
         "version",
@@ -249,6 +253,7 @@ def _parser() -> argparse.ArgumentParser:
     run_commands = runs.add_subparsers(dest="action", required=True, metavar="ACTION")
     get = run_commands.add_parser("get", help="show a flow run")
     _api_options(get, wait_timeout=False)
+    _rate_options(get)
     get.add_argument("run", type=_positive_int, metavar="RUN", help="the flow run id")
     get.add_argument("--json", action="store_true", help="print the run as one JSON object")
     wait = run_commands.add_parser(
@@ -257,6 +262,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Poll a run until it finishes. Exit 0 if it succeeded, 1 otherwise.",
     )
     _api_options(wait, wait_timeout=True)
+    _rate_options(wait)
     wait.add_argument("run", type=_positive_int, metavar="RUN", help="the flow run id")
     wait.add_argument(
         "--timeout",
@@ -299,6 +305,25 @@ def _api_options(parser: argparse.ArgumentParser, *, wait_timeout: bool) -> None
         default=absent,
         metavar="S",
         help="seconds one request may take (30)",
+    )
+
+
+def _rate_options(parser: argparse.ArgumentParser) -> None:
+    """The account's rate limit, for accounts on another tier (or a fake server)."""
+    group = parser.add_argument_group("rate limit (the account's; the defaults are 240 per 60 s)")
+    group.add_argument(
+        "--requests",
+        dest="rate_requests",
+        type=_positive_int,
+        metavar="N",
+        help="requests the account may make per window (240)",
+    )
+    group.add_argument(
+        "--per",
+        dest="rate_per",
+        type=_positive_float,
+        metavar="S",
+        help="the window, in seconds (60)",
     )
 
 
@@ -443,6 +468,15 @@ def _client(args: argparse.Namespace) -> PatchworksClient:
         )
     if "request_timeout" in options:
         options["timeout"] = options.pop("request_timeout")
+    requests, per = getattr(args, "rate_requests", None), getattr(args, "rate_per", None)
+    if requests is not None or per is not None:
+        defaults = RateLimits()
+        requests = defaults.requests if requests is None else requests
+        options["rate_limits"] = RateLimits(
+            requests=requests,
+            manual_starts=min(defaults.manual_starts, requests),
+            per=defaults.per if per is None else per,
+        )
     return PatchworksClient.from_env(environ, **options)
 
 
@@ -933,9 +967,10 @@ class _Batch:
                 else "Use --journal to be able to resume safely"
             )
             print(
-                "interrupted: nothing new was sent after the signal; the requests already "
-                "on the wire were given time to finish and are counted below, and items "
-                f"that were waiting to be sent are counted as not sent. {where}.",
+                "interrupted: nothing was sent after the signal but the requests already on "
+                "the wire, which were given time to finish and are counted below; items "
+                "that were waiting for a slot are counted as not sent, and the rest of the "
+                f"input was not read. {where}.",
                 file=sys.stderr,
             )
         print(self.summary(), file=out, flush=True)
@@ -1007,12 +1042,11 @@ def _flows_start(args: argparse.Namespace) -> int:
 async def _start_batch(
     args: argparse.Namespace, client: PatchworksClient, payloads: Any, batch: _Batch
 ) -> None:
-    """Push the payloads through ``start_many``; a signal stops it and it still reports.
+    """Push the payloads through ``start_many``; a signal stops it, and it still reports.
 
     SIGINT (Ctrl-C) and SIGTERM (a CI job cancelled, a container stopped) stop the batch
-    gracefully: nothing new is sent, the requests on the wire finish, and every result,
-    ``not sent`` ones included, is still counted. A second signal cancels outright (the
-    batch still drains on its way out).
+    gracefully: nothing new is sent, the requests on the wire get ``drain_timeout`` to
+    finish, and every result, ``not sent`` ones included, is counted in the report.
     """
     console = _stderr_console()
     show = console.is_terminal and not (args.json and sys.stdout.isatty())
@@ -1026,13 +1060,21 @@ async def _start_batch(
             manual=args.manual,
             journal=args.journal,
             resend_unknown=args.resend_unknown,
+            drain_timeout=DRAIN_TIMEOUT,
         )
 
-        def stop() -> None:
+        def stop(signum: signal.Signals) -> None:
+            if not batch.interrupted:
+                console.print(
+                    f"{signum.name}: stopping; nothing new will be sent, and the requests "
+                    f"on the wire get up to {DRAIN_TIMEOUT:g} s to finish",
+                    soft_wrap=True,
+                    highlight=False,
+                    markup=False,
+                )
             batch.interrupted = True
             results.stop()
 
-        current = asyncio.current_task()
         with _progress(console, show=show) as bar, _on_signals(stop):
             task: TaskID = bar.add_task(
                 f"starting flow {args.flow}", total=total, count="0 items", rate="", note=""
@@ -1052,39 +1094,23 @@ async def _start_batch(
                         if fatal is not None:
                             batch.error, batch.stopped = fatal, True
                             break
-            except asyncio.CancelledError:
-                # A second signal: start_many drained on the way out and journaled what it
-                # knew, but results it had not handed over are not counted. Report anyway.
-                if current is not None:
-                    current.uncancel()
-                batch.interrupted = True
             except (PatchworksError, OSError) as exc:
                 batch.error = exc
 
 
 @contextlib.contextmanager
-def _on_signals(stop: Callable[[], None]) -> Iterator[None]:
-    """On SIGINT or SIGTERM call ``stop``; on a second one, cancel the running task.
+def _on_signals(handler: Callable[[signal.Signals], None]) -> Iterator[None]:
+    """Call ``handler`` on SIGINT and SIGTERM for the duration of the block.
 
-    The first signal asks for a graceful stop; a user who presses Ctrl-C again does not
-    want to wait for it. Python's own handlers are put back afterwards.
+    Python's own handlers are put back afterwards (a Ctrl-C after the batch is over
+    interrupts as usual).
     """
     loop = asyncio.get_running_loop()
-    running = asyncio.current_task()
-    signalled = False
-
-    def on_signal() -> None:
-        nonlocal signalled
-        if signalled and running is not None:
-            running.cancel()
-        signalled = True
-        stop()
-
     installed: list[tuple[signal.Signals, Any]] = []
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous = signal.getsignal(signum)
         try:
-            loop.add_signal_handler(signum, on_signal)
+            loop.add_signal_handler(signum, handler, signum)
         except (ValueError, RuntimeError, NotImplementedError):  # not the main thread
             continue
         installed.append((signum, previous))

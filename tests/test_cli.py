@@ -9,6 +9,7 @@ where a setting of the fake (a run that never ends, a run that fails) is needed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ import pytest
 
 from patchworks_async import FlowRunStatus, PatchworksClient
 from patchworks_async.cli import _Input, _json_lines, main
-from patchworks_async.testing import FakePatchworks
+from patchworks_async.testing import FakePatchworks, RemoteFake, fake_patchworks_process
 
 SUMMARY = re.compile(
     r"^accepted (\d+)/(\d+) \| 429s (\d+) \| rate \d+\.\d\d/s against a limit of "
@@ -275,6 +276,145 @@ async def test_an_interrupted_batch_reports_and_keeps_the_journal(
         assert db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall() == [
             ("started", 3)
         ]
+
+
+SIGNALS = pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"]
+)
+
+
+def fake_env(fake: RemoteFake) -> dict[str, str]:
+    env = clean_env()
+    env["PATCHWORKS_API_KEY"] = fake.api_key
+    for name, url in fake.urls.items():
+        env[f"PATCHWORKS_{name.upper()}"] = url
+    return env
+
+
+async def stop_a_batch(
+    fake: RemoteFake, tmp_path: Path, signum: signal.Signals, *options: str, on_the_wire: int
+) -> tuple[str, dict[str, int]]:
+    """Run ``flows start --jsonl`` on twelve lines, stop it with ``signum`` once
+    ``on_the_wire`` starts are processed and their replies held, and let the replies go
+    only once the command says it is stopping.
+
+    Returns all the command printed, and the journal's count of items per state.
+    """
+    journal = tmp_path / "run.sqlite"
+    data = tmp_path / "orders.jsonl"
+    data.write_text("".join(f'{{"order": "stop-{i}"}}\n' for i in range(12)))
+    hold = await fake.hold(route="start", when="after")
+    process = await asyncio.create_subprocess_exec(
+        *COMMAND, "flows", "start", "101", "9001", str(data), "--jsonl",
+        "--journal", str(journal), *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=fake_env(fake),
+    )  # fmt: skip
+    assert process.stderr is not None
+    await fake.wait_held(hold, on_the_wire)
+    process.send_signal(signum)
+    said = await asyncio.wait_for(process.stderr.readline(), 30)
+    assert b"stopping" in said, said
+    await fake.release(hold)
+    out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 130, err
+    with contextlib.closing(sqlite3.connect(journal)) as db:
+        states = dict(db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall())
+    return (said + err + out).decode(), states
+
+
+@SIGNALS
+async def test_a_signal_stops_a_batch_with_nothing_sent_after_it(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Concurrency-bound: three on the wire finish; no other item is read or sent."""
+    async with fake_patchworks_process("--requests", "100000") as fake:
+        said, journal = await stop_a_batch(
+            fake, tmp_path, signum, "--concurrency", "3", on_the_wire=3
+        )
+        state = await fake.state()
+    assert "nothing was sent after the signal" in said
+    assert "started 3 | failed 0 | unknown 0 | skipped 0 | not sent 0" in said
+    assert len(state["starts"]) == 3  # what the summary says is what the server has
+    assert journal == {"started": 3}
+    assert "Traceback" not in said
+
+
+@SIGNALS
+async def test_a_signal_leaves_items_waiting_for_a_slot_unsent(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    """Rate-bound (3 a minute): one on the wire finishes, the five waiting are not sent."""
+    async with fake_patchworks_process("--requests", "100000") as fake:
+        said, journal = await stop_a_batch(
+            fake, tmp_path, signum, "--concurrency", "6", "--requests", "3", "--per", "60",
+            on_the_wire=1,
+        )  # fmt: skip
+        state = await fake.state()
+    assert "started 1 | failed 0 | unknown 0 | skipped 0 | not sent 5" in said
+    assert len(state["starts"]) == 1
+    assert journal == {"started": 1, "not_sent": 5}
+
+
+async def test_a_stopped_batch_resumes_with_everything_sent_once(tmp_path: Path) -> None:
+    async with fake_patchworks_process("--requests", "100000") as fake:
+        await stop_a_batch(
+            fake, tmp_path, signal.SIGINT, "--concurrency", "6", "--requests", "3",
+            "--per", "60", on_the_wire=1,
+        )  # fmt: skip
+        again = await asyncio.to_thread(
+            cli, "flows", "start", "101", "9001", str(tmp_path / "orders.jsonl"), "--jsonl",
+            "--journal", str(tmp_path / "run.sqlite"), env=fake_env(fake),
+        )  # fmt: skip
+        state = await fake.state()
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("started 11 | failed 0 | unknown 0 | skipped 1 | not sent 0")
+    assert sorted(start["payload"] for start in state["starts"]) == sorted(
+        f'{{"order": "stop-{i}"}}' for i in range(12)
+    )
+
+
+def test_a_start_url_that_answers_html_is_unknown_not_started(
+    server: dict[str, str], tmp_path: Path
+) -> None:
+    """A wrong --start-url whose server says 200 with a page: unknown, exit 1."""
+    with subprocess.Popen(
+        [sys.executable, "-c", HTML_PORTAL], stdout=subprocess.PIPE, text=True
+    ) as portal:
+        try:
+            assert portal.stdout is not None
+            url = portal.stdout.readline().strip()
+            result = cli(
+                "flows", "start", "101", "9001", "--jsonl", "--start-url", url,
+                env=server_env(server), stdin='"a"\n"b"\n"c"\n',
+            )  # fmt: skip
+        finally:
+            portal.terminate()
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.startswith("started 0 | failed 0 | unknown 3 |")
+
+
+HTML_PORTAL = """
+import http.server, sys
+
+class Page(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = b"<html><h1>Welcome to nginx!</h1></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+server = http.server.HTTPServer(("127.0.0.1", 0), Page)
+print(f"http://127.0.0.1:{server.server_port}/api/v1", flush=True)
+server.serve_forever()
+"""
 
 
 # ---------------------------------------------------------------------------- runs

@@ -50,6 +50,10 @@ class RemoteFake:
         """What the server saw (``GET /_fake/state``): starts, arrivals, 429s, logins."""
         return await self._call_admin("GET", "state")
 
+    async def reset(self) -> None:
+        """Forget every record and close the throttle windows (``POST /_fake/reset``)."""
+        await self._call_admin("POST", "reset")
+
     async def hold(self, route: RouteKind | None = "start", when: HoldPhase = "after") -> int:
         """Make the server hold matching requests, as ``FakePatchworks.hold`` does.
 
