@@ -10,6 +10,8 @@ import pytest
 from patchworks_async import PatchworksClient, RetryPolicy
 from patchworks_async.testing import FakePatchworks
 
+from .mocked_aiohttp import m  # noqa: F401  (the fixture, for every test module)
+
 INSTANT_RETRIES = RetryPolicy(backoff_base=0.0)
 """Retries without backoff sleeps: test suites should never wait through backoff."""
 

@@ -10,14 +10,13 @@ versions over real sockets live in ``test_resilience.py``.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.client_reqrep import ConnectionKey
 from aioresponses import aioresponses
-from yarl import URL
 
 import patchworks_async
 from patchworks_async import (
@@ -30,6 +29,8 @@ from patchworks_async import (
     TransportError,
     UnexpectedResponseError,
 )
+
+from .mocked_aiohttp import calls
 
 CORE = "https://core.example.test/api/v1"
 START = "https://start.example.test/api/v1"
@@ -52,11 +53,6 @@ def make_client(**kwargs: Any) -> PatchworksClient:
     )
 
 
-def calls(m: aioresponses, method: str, url: str) -> int:
-    """How many times ``method url`` was sent through the mock."""
-    return len(m.requests.get((method, URL(url)), []))
-
-
 def refused() -> aiohttp.ClientConnectorError:
     """What aiohttp raises when the TCP connection is refused: nothing was sent."""
     key = ConnectionKey("start.example.test", 443, True, True, None, None, None)
@@ -66,33 +62,6 @@ def refused() -> aiohttp.ClientConnectorError:
 def assert_no_aiohttp_leak(exc: BaseException) -> None:
     assert isinstance(exc, patchworks_async.PatchworksError)
     assert not isinstance(exc, aiohttp.ClientError)
-
-
-class _WriterDone:
-    """Stands in for the request's stream writer once the request has been written."""
-
-    output_size = 0
-
-
-class _MockedResponse(aiohttp.ClientResponse):
-    """aioresponses 0.7.9 builds responses without the ``stream_writer`` argument that
-    aiohttp 3.14 requires (pnuckowski/aioresponses#289); supply one."""
-
-    def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _WriterDone())
-        super().__init__(method, url, **kwargs)
-
-
-class _Mock(aioresponses):
-    def add(self, url: Any, method: str = "GET", **kwargs: Any) -> None:  # type: ignore[override]
-        kwargs.setdefault("response_class", _MockedResponse)
-        super().add(url, method, **kwargs)
-
-
-@pytest.fixture
-def m() -> Iterator[aioresponses]:
-    with _Mock() as mocked:
-        yield mocked
 
 
 # Failures after the request may have left: a plain timeout, a read timeout, a dropped
@@ -273,7 +242,11 @@ class TestIdempotentRequests:
 class TestReplies:
     @pytest.mark.parametrize(
         ("body", "content_type"),
-        [("flow initialised", "text/plain"), ("<html>Welcome</html>", "text/html"), ("", "text/plain")],
+        [
+            ("flow initialised", "text/plain"),
+            ("<html>Welcome</html>", "text/html"),
+            ("", "text/plain"),
+        ],
         ids=["text", "html", "empty"],
     )
     async def test_a_2xx_start_reply_that_is_not_json_leaves_the_outcome_unknown(
@@ -302,9 +275,7 @@ class TestReplies:
         assert started.id is None
         assert started.raw == reply
 
-    async def test_a_run_id_under_flow_run_id_in_camel_case_is_found(
-        self, m: aioresponses
-    ) -> None:
+    async def test_a_run_id_under_flow_run_id_in_camel_case_is_found(self, m: aioresponses) -> None:
         m.post(START_URL, status=200, payload={"flowRunId": 77})
         async with make_client() as pw:
             assert (await pw.flows.start(101, 9001, "once")).id == 77
