@@ -11,7 +11,7 @@ losing nothing and starting nothing twice::
 
 from typing import TYPE_CHECKING
 
-from ._bulk import BatchStoppedError, BulkStart, StartResult, StartStatus
+from ._bulk import BulkStart, StartResult, StartStatus
 from ._chunking import chunk_records
 from ._client import PatchworksClient
 from ._config import RateLimits, RetryPolicy
@@ -19,6 +19,7 @@ from ._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    BatchStoppedError,
     ConfigurationError,
     ConflictError,
     JournalMismatchError,
@@ -29,6 +30,7 @@ from ._errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitError,
+    RateLimiterUnavailableError,
     RunWaitTimeoutError,
     ServerError,
     TimeoutError,
@@ -53,9 +55,9 @@ from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._redis_limiter import RateLimiterUnavailableError, RedisRateLimiter
+    from ._redis_limiter import RedisRateLimiter
 
-_REDIS_NAMES = frozenset({"RateLimiterUnavailableError", "RedisRateLimiter"})
+_REDIS_NAMES = frozenset({"RedisRateLimiter"})
 
 
 def __getattr__(name: str) -> object:

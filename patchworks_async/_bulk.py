@@ -36,6 +36,7 @@ from attrs import frozen
 
 from ._cancellation import run_to_completion
 from ._errors import (
+    BatchStoppedError,
     ConfigurationError,
     JournalMismatchError,
     OutcomeUnknownError,
@@ -49,7 +50,7 @@ from ._starts import StartTarget, send_start
 if TYPE_CHECKING:
     from ._client import PatchworksClient
 
-__all__ = ["BulkStart", "StartResult", "StartStatus"]
+__all__ = ["BulkStart", "StartResult", "StartStatus", "check_settings", "start_many"]
 
 
 class StartStatus(enum.StrEnum):
@@ -86,10 +87,6 @@ class StartResult:
     status: StartStatus
     run_id: int | str | None = None
     error: PatchworksError | None = None
-
-
-class BatchStoppedError(PatchworksError):
-    """The bulk start was stopped before this item's request left; a re-run sends it."""
 
 
 class _Stopped(Exception):

@@ -5,6 +5,7 @@
     PatchworksError
     ├── ConfigurationError (also ValueError)     bad arguments to the client
     ├── JournalMismatchError (also ValueError)   a bulk-start journal of other input
+    ├── BatchStoppedError                        a bulk start stopped before the item left
     ├── RateLimiterUnavailableError              the shared (Redis) limiter cannot be reached
     ├── PayloadError (also ValueError)           blank or unserialisable payload, before sending
     │   └── PayloadTooLargeError                 body over max_body_bytes (.size, .limit);
@@ -43,6 +44,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchStoppedError",
     "ConfigurationError",
     "ConflictError",
     "JournalMismatchError",
@@ -53,6 +55,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimiterUnavailableError",
     "RunWaitTimeoutError",
     "ServerError",
     "TimeoutError",
@@ -78,6 +81,27 @@ class JournalMismatchError(PatchworksError, ValueError):
     Resuming would risk starting something different under an old index (or the same
     thing twice), so nothing is sent. Use a new journal file for new input.
     """
+
+
+class RateLimiterUnavailableError(PatchworksError):
+    """The shared rate limiter's Redis cannot be reached, so nothing was sent.
+
+    Raised by ``RedisRateLimiter.acquire`` (and so by any request) when
+    ``on_unavailable="fail"``. The message names the Redis host, never a password; the
+    ``__cause__`` is the error from redis-py.
+
+    Attributes:
+        host: The Redis server, as ``host:port`` (or ``unix:/path``).
+    """
+
+    def __init__(self, message: str, *, host: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.host = host
+
+
+class BatchStoppedError(PatchworksError):
+    """A bulk start was stopped before this item's request left; a re-run sends it."""
 
 
 class PayloadError(PatchworksError, ValueError):

@@ -168,7 +168,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
     ) from exc
 
 from ._config import RateLimits
-from ._errors import ConfigurationError, PatchworksError
+from ._errors import ConfigurationError, RateLimiterUnavailableError
 from ._ratelimit import InProcessRateLimiter, RequestKind
 
 __all__ = ["RateLimiterUnavailableError", "RedisRateLimiter"]
@@ -306,23 +306,6 @@ return {stop, now}
 
 class _FailedMeanwhile(RedisConnectionError):
     """Redis failed while a call waited for a connection: it is not tried again."""
-
-
-class RateLimiterUnavailableError(PatchworksError):
-    """The shared rate limiter's Redis cannot be reached, so nothing was sent.
-
-    Raised by :meth:`RedisRateLimiter.acquire` (and so by any request) when
-    ``on_unavailable="fail"``. The message names the Redis host, never a password; the
-    ``__cause__`` is the error from redis-py.
-
-    Attributes:
-        host: The Redis server, as ``host:port`` (or ``unix:/path``).
-    """
-
-    def __init__(self, message: str, *, host: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.host = host
 
 
 def _describe_server(url: str) -> str:

@@ -35,7 +35,7 @@ from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from patchworks_async import RateLimits, RequestKind
-from patchworks_async._redis_limiter import RateLimiterUnavailableError, RedisRateLimiter
+from patchworks_async import RateLimiterUnavailableError, RedisRateLimiter
 from patchworks_async.testing import FakePatchworks, fake_patchworks_process
 
 from . import redis_server as fixtures
