@@ -113,7 +113,7 @@ async def run(count: int) -> int:
         f"(goal <= {GOAL_MB:.0f} MB; {rows[0][2]:.1f} MB after {rows[0][0]} items), every item "
         f"one result: {ok}: {'goal met' if met else 'goal MISSED'}"
     )
-    await journal_cost(max(200, count // 10), 100 if count < 50_000 else 400)
+    await journal_cost(max(200, count // 10), 100 if count <= 5_000 else 400)
     return 0
 
 

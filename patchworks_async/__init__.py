@@ -39,7 +39,6 @@ from ._errors import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
-from ._http import RateLimitStatus
 from ._models import (
     CrossReferenceLookup,
     Flow,
@@ -51,6 +50,7 @@ from ._models import (
 )
 from ._pagination import AsyncPaginator, ListOptions, Page
 from ._payload import encode_start_body, stringify_payload
+from ._protocol import RateLimitStatus
 from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
 from ._version import __version__
 

@@ -25,9 +25,9 @@ from ._config import (
     settings_from_env,
 )
 from ._errors import ConfigurationError
-from ._http import RateLimitStatus
 from ._pagination import MAX_PER_PAGE, AsyncPaginator, ListOptions, list_params
 from ._payload import dumps_compact
+from ._protocol import RateLimitStatus, Request
 from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
 from ._transport import SendObserver, Transport
 from .resources.flow_runs import FlowRuns
@@ -248,15 +248,10 @@ class PatchworksClient:
         url = base + "".join(map(_path_segment, path))
         if json is not None:
             body = dumps_compact(json).encode()
-        return await self._ready().request(
-            method,
-            url,
-            params=params,
-            body=body,
-            kind=kind,
-            idempotent=idempotent,
-            observer=observer,
+        request = Request.build(
+            method, url, params=params, body=body, kind=kind, idempotent=idempotent
         )
+        return await self._ready().request(request, observer)
 
     def _list(
         self, path: Sequence[str | int], item_type: type[T], options: ListOptions

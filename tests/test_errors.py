@@ -24,7 +24,7 @@ from patchworks_async import (
     ValidationError,
 )
 from patchworks_async._errors import error_for_response
-from patchworks_async._http import decode_body, parse_rate_limit, parse_retry_after
+from patchworks_async._protocol import decode_body, parse_rate_limit, parse_retry_after
 
 
 def _error(status: int, body: object = None, **kwargs: object) -> APIError:
