@@ -48,7 +48,7 @@ from ._models import FlowRunStarted
 from ._starts import StartTarget, send_start
 
 if TYPE_CHECKING:
-    from ._client import PatchworksClient
+    from ._api import Api
 
 __all__ = ["BulkStart", "StartResult", "StartStatus", "check_settings", "start_many"]
 
@@ -326,11 +326,11 @@ class _Engine:
 
     def __init__(
         self,
-        client: PatchworksClient,
+        api: Api,
         settings: _Settings,
         payloads: Iterable[object] | AsyncIterable[object],
     ) -> None:
-        self._client = client
+        self._api = api
         self._settings = settings
         self._payloads = payloads
         self.stopping = False
@@ -392,7 +392,7 @@ class _Engine:
     def _start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._task = self._loop.create_task(self._run(), name="patchworks-start-many")
-        self._client._track_bulk(self)
+        self._api.track(self)
 
     def _wake(self, *, engine: bool = False, consumer: bool = False) -> None:
         for wanted, waiter in ((engine, self._wake_engine), (consumer, self._wake_consumer)):
@@ -420,7 +420,7 @@ class _Engine:
         except BaseException as exc:
             error = error or exc
         finally:
-            self._client._untrack_bulk(self)
+            self._api.untrack(self)
             if error is not None and not isinstance(error, asyncio.CancelledError):
                 self._queue.append(error)
             self._queue.append(_END)
@@ -431,7 +431,7 @@ class _Engine:
     def _journal_target(self) -> dict[str, str]:
         target = self._settings.target
         return {
-            "start_url": self._client.start_url,
+            "start_url": self._api.start_url,
             "flow_id": str(target.flow_id),
             "version_id": str(target.version_id),
             "route": target.route,
@@ -474,7 +474,7 @@ class _Engine:
         try:
             body = settings.target.encode(
                 payload,
-                max_body_bytes=self._client.max_body_bytes,
+                max_body_bytes=self._api.max_body_bytes,
                 flow_variables=settings.flow_variables,
                 virtual_environment_id=settings.virtual_environment_id,
             )
@@ -486,7 +486,7 @@ class _Engine:
             return earlier
         flight = _Flight(self, index, digest)
         task = asyncio.ensure_future(
-            send_start(self._client, settings.target, body, observer=flight)
+            send_start(self._api, settings.target, body, observer=flight)
         )
         flight.task = task
         self._flights[task] = flight
@@ -626,9 +626,9 @@ def _outcome(flight: _Flight, task: asyncio.Future[Any]) -> StartResult:
 
 
 def start_many(
-    client: PatchworksClient,
+    api: Api,
     settings: _Settings,
     payloads: Iterable[object] | AsyncIterable[object],
 ) -> BulkStart:
     """The engine behind :meth:`Flows.start_many`; see there for the arguments."""
-    return BulkStart(_Engine(client, settings, payloads))
+    return BulkStart(_Engine(api, settings, payloads))

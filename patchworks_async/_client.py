@@ -1,4 +1,10 @@
-"""``PatchworksClient``: configuration, life cycle, and the path from a call to the transport."""
+"""``PatchworksClient``: configuration and life cycle; the one place requests are built.
+
+The client owns what is bound to a running loop (the session, the transport) and creates
+it on first use. The resources reach it only through the narrow :class:`._api.Api`
+interface, implemented here by :class:`_ClientApi`: a resource knows endpoints and models,
+nothing of sessions, limiters or retries.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +13,12 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Protocol, Self, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
 
+from ._api import Api, Finalisable, Service
 from ._auth import ApiKeyAuth, Auth, LoginAuth
 from ._config import (
     DEFAULT_CORE_URL,
@@ -25,7 +32,7 @@ from ._config import (
     settings_from_env,
 )
 from ._errors import ConfigurationError
-from ._pagination import MAX_PER_PAGE, AsyncPaginator, ListOptions, list_params
+from ._pagination import AsyncPaginator, ListOptions, paginate
 from ._payload import dumps_compact
 from ._protocol import RateLimitStatus, Request
 from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
@@ -36,16 +43,7 @@ from .resources.lookups import CrossReferenceLookups
 
 __all__ = ["PatchworksClient"]
 
-Service = Literal["core", "start"]
 T = TypeVar("T")
-
-
-class _Finalisable(Protocol):
-    """Work running on the client that :meth:`PatchworksClient.aclose` must finish first."""
-
-    def stop(self) -> None: ...
-
-    async def settled(self) -> None: ...
 
 
 class PatchworksClient:
@@ -120,10 +118,11 @@ class PatchworksClient:
         self._transport: Transport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
-        self._bulk_starts: set[_Finalisable] = set()
-        self.flows = Flows(self)
-        self.flow_runs = FlowRuns(self)
-        self.cross_reference_lookups = CrossReferenceLookups(self)
+        self._running: set[Finalisable] = set()
+        api = _ClientApi(self)
+        self.flows = Flows(api)
+        self.flow_runs = FlowRuns(api)
+        self.cross_reference_lookups = CrossReferenceLookups(api)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
@@ -168,21 +167,14 @@ class PatchworksClient:
         is left open.
         """
         self._closed = True
-        bulk_starts = list(self._bulk_starts)
-        for bulk in bulk_starts:
-            bulk.stop()
-        for bulk in bulk_starts:
-            await bulk.settled()
+        running = list(self._running)
+        for work in running:
+            work.stop()
+        for work in running:
+            await work.settled()
         transport, self._transport = self._transport, None
         if transport is not None and self._borrowed_session is None:
             await transport.session.close()
-
-    def _track_bulk(self, bulk: _Finalisable) -> None:
-        """Register a running bulk start, which :meth:`aclose` stops and drains first."""
-        self._bulk_starts.add(bulk)
-
-    def _untrack_bulk(self, bulk: _Finalisable) -> None:
-        self._bulk_starts.discard(bulk)
 
     def _ready(self) -> Transport:
         """The transport, created on first use inside the running loop."""
@@ -218,7 +210,30 @@ class PatchworksClient:
 
         return LoginAuth(login)
 
-    async def _call(
+    def __repr__(self) -> str:
+        return (
+            f"PatchworksClient(auth={self._credentials.kind!r}, core_url={self.core_url!r}, "
+            f"start_url={self.start_url!r})"
+        )
+
+
+class _ClientApi(Api):
+    """The client as its resources see it: build a request, send it, stream a list."""
+
+    __slots__ = ("_client",)
+
+    def __init__(self, client: PatchworksClient) -> None:
+        self._client = client
+
+    @property
+    def start_url(self) -> str:
+        return self._client.start_url
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self._client.max_body_bytes
+
+    async def request(
         self,
         service: Service,
         method: str,
@@ -231,62 +246,29 @@ class PatchworksClient:
         idempotent: bool | None = None,
         observer: SendObserver | None = None,
     ) -> Any:
-        """Build the request from a service, path segments and a body; send it.
-
-        Args:
-            service: Which base URL: the Core API or the Start service.
-            method: The HTTP method.
-            path: Path segments, each quoted (an id cannot smuggle a ``/``).
-            params: Query parameters.
-            body: Exact JSON bytes (starts, measured beforehand).
-            json: An object to serialise as the body instead.
-            kind: Which rate-limit buckets the request draws from.
-            idempotent: Whether a resend is harmless; defaults by method.
-            observer: Told when the request waits, leaves, and is surely unprocessed.
-        """
-        base = self.core_url if service == "core" else self.start_url
+        client = self._client
+        base = client.core_url if service == "core" else client.start_url
         url = base + "".join(map(_path_segment, path))
         if json is not None:
             body = dumps_compact(json).encode()
         request = Request.build(
             method, url, params=params, body=body, kind=kind, idempotent=idempotent
         )
-        return await self._ready().request(request, observer)
+        return await client._ready().request(request, observer)
 
-    def _list(
+    def paginate(
         self, path: Sequence[str | int], item_type: type[T], options: ListOptions
     ) -> AsyncPaginator[T]:
-        """A paginator over a Core API list; arguments are checked now, not at first page."""
-        per_page = options.get("per_page", MAX_PER_PAGE)
-        max_items = options.get("max_items")
-        params = list_params(
-            filter=options.get("filter"),
-            include=options.get("include"),
-            fields=options.get("fields"),
-            sort=options.get("sort"),
-            per_page=per_page,
-        )
-        if type(max_items) is int and 0 < max_items < per_page:
-            per_page = max_items  # one short page rather than a full one cut down
-            params[-1] = ("per_page", str(per_page))
+        async def fetch(params: list[tuple[str, str]]) -> Any:
+            return await self.request("core", "GET", path, params=params)
 
-        async def fetch(page_params: list[tuple[str, str]]) -> Any:
-            return await self._call("core", "GET", path, params=page_params)
+        return paginate(fetch, item_type, options)
 
-        return AsyncPaginator(
-            fetch,
-            item_type,
-            params,
-            per_page=per_page,
-            max_items=max_items,
-            prefetch=options.get("prefetch", False),
-        )
+    def track(self, work: Finalisable) -> None:
+        self._client._running.add(work)
 
-    def __repr__(self) -> str:
-        return (
-            f"PatchworksClient(auth={self._credentials.kind!r}, core_url={self.core_url!r}, "
-            f"start_url={self.start_url!r})"
-        )
+    def untrack(self, work: Finalisable) -> None:
+        self._client._running.discard(work)
 
 
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_.~-]+")

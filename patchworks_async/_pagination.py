@@ -21,7 +21,15 @@ from attrs import frozen
 from ._errors import ConfigurationError, UnexpectedResponseError
 from ._models import structure
 
-__all__ = ["AsyncPaginator", "ListOptions", "Page", "list_params", "parse_page"]
+__all__ = [
+    "AsyncPaginator",
+    "ListOptions",
+    "Page",
+    "include_param",
+    "list_params",
+    "paginate",
+    "parse_page",
+]
 
 T = TypeVar("T")
 
@@ -74,6 +82,19 @@ def _names(what: str, value: str | Iterable[str]) -> str:
     return ",".join(names)
 
 
+def include_param(include: str | Iterable[str] | None) -> Params:
+    """``include=a,b`` from a relation name or a list of them; nothing for ``None``.
+
+    The one encoder of ``include``, for lists and single resources alike.
+
+    Raises:
+        ConfigurationError: ``include`` is empty or holds something that is not a name.
+    """
+    if include is None:
+        return []
+    return [("include", _names("include", include))]
+
+
 def list_params(
     *,
     filter: Mapping[str, object] | None = None,
@@ -103,8 +124,7 @@ def list_params(
     for key, value in (filter or {}).items():
         if value is not None:
             params.append((f"filter[{key}]", _filter_value(key, value)))
-    if include is not None:
-        params.append(("include", _names("include", include)))
+    params += include_param(include)
     for resource, names in (fields or {}).items():
         params.append((f"fields[{resource}]", _names(f"fields[{resource}]", names)))
     if sort is not None:
@@ -298,4 +318,35 @@ def _truncated(page: Page[T], limit: int) -> Page[T]:
         total=page.total,
         per_page=page.per_page,
         has_next=False,
+    )
+
+
+def paginate(fetch: FetchPage, item_type: type[T], options: ListOptions) -> AsyncPaginator[T]:
+    """An :class:`AsyncPaginator` for a list; every option is checked now, not at the first
+    page, so a mistake raises where it was made.
+
+    Args:
+        fetch: Sends one list request with the given query parameters.
+        item_type: The model each item becomes.
+        options: What the caller passed to ``list(...)``.
+    """
+    per_page = options.get("per_page", MAX_PER_PAGE)
+    max_items = options.get("max_items")
+    params = list_params(
+        filter=options.get("filter"),
+        include=options.get("include"),
+        fields=options.get("fields"),
+        sort=options.get("sort"),
+        per_page=per_page,
+    )
+    if type(max_items) is int and 0 < max_items < per_page:
+        per_page = max_items  # one short page rather than a full one cut down
+        params[-1] = ("per_page", str(per_page))
+    return AsyncPaginator(
+        fetch,
+        item_type,
+        params,
+        per_page=per_page,
+        max_items=max_items,
+        prefetch=options.get("prefetch", False),
     )

@@ -17,7 +17,7 @@ from ._payload import encode_start_body
 from ._ratelimit import RequestKind
 
 if TYPE_CHECKING:
-    from ._client import PatchworksClient
+    from ._api import Api
     from ._transport import SendObserver
 
 __all__ = ["StartTarget", "send_start"]
@@ -75,7 +75,7 @@ class StartTarget:
 
 
 async def send_start(
-    client: PatchworksClient,
+    api: Api,
     target: StartTarget,
     body: bytes,
     *,
@@ -87,7 +87,7 @@ async def send_start(
         OutcomeUnknownError: the start may or may not have happened (including a 2xx whose
             body is not JSON, which proves nothing).
     """
-    reply = await client._call(
+    reply = await api.request(
         "start", "POST", target.path, body=body, kind=target.kind, observer=observer
     )
     return FlowRunStarted.from_reply(reply)

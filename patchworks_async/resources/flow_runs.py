@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Unpack
 
+from .._api import data_of
 from .._errors import ConfigurationError, RunWaitTimeoutError
 from .._models import FlowRun, structure
-from .._pagination import AsyncPaginator, ListOptions
-from .flows import data_of, include_param
+from .._pagination import AsyncPaginator, ListOptions, include_param
 
 if TYPE_CHECKING:
-    from .._client import PatchworksClient
+    from .._api import Api
 
 __all__ = ["FlowRuns"]
 
@@ -20,8 +20,8 @@ __all__ = ["FlowRuns"]
 class FlowRuns:
     """``client.flow_runs``: the runs that starts create."""
 
-    def __init__(self, client: PatchworksClient) -> None:
-        self._client = client
+    def __init__(self, api: Api) -> None:
+        self._api = api
 
     def list(self, **options: Unpack[ListOptions]) -> AsyncPaginator[FlowRun]:
         """Stream flow runs, a page at a time.
@@ -30,13 +30,13 @@ class FlowRuns:
         ``trigger``, ``started_after`` and ``started_before`` (datetimes are sent as Unix
         milliseconds); sort by ``started_at`` (``-started_at`` for newest first).
         """
-        return self._client._list(["flow-runs"], FlowRun, options)
+        return self._api.paginate(["flow-runs"], FlowRun, options)
 
     async def get(
         self, run_id: int | str, *, include: str | Iterable[str] | None = None
     ) -> FlowRun:
         """One flow run, with its current status."""
-        reply = await self._client._call(
+        reply = await self._api.request(
             "core", "GET", ["flow-runs", run_id], params=include_param(include)
         )
         return structure(data_of(reply), FlowRun, body=reply)

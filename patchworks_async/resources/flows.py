@@ -6,41 +6,27 @@ import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Unpack
 
+from .._api import data_of
 from .._bulk import BulkStart, check_settings, start_many
 from .._errors import ConfigurationError, UnexpectedResponseError
 from .._models import Flow, FlowRunStarted, structure
-from .._pagination import AsyncPaginator, ListOptions
+from .._pagination import AsyncPaginator, ListOptions, include_param
 from .._starts import StartTarget, send_start
 
 if TYPE_CHECKING:
-    from .._client import PatchworksClient
+    from .._api import Api
 
-__all__ = ["Flows", "data_of", "include_param"]
+__all__ = ["Flows"]
 
 UPDATE_TOP_LEVEL_FIELDS = frozenset({"labels", "notification_groups"})
 """``update()`` fields the API takes beside the ``flow`` object rather than inside it."""
 
 
-def include_param(include: str | Iterable[str] | None) -> list[tuple[str, str]]:
-    """``include=a,b`` from a string or a list of relation names; nothing for ``None``."""
-    if include is None:
-        return []
-    names = [include] if isinstance(include, str) else list(include)
-    return [("include", ",".join(names))] if names else []
-
-
-def data_of(reply: Any) -> Any:
-    """The ``data`` member of a single-resource reply."""
-    if not isinstance(reply, Mapping) or "data" not in reply:
-        raise UnexpectedResponseError("the reply has no 'data' member", field="data", body=reply)
-    return reply["data"]
-
-
 class Flows:
     """``client.flows``: process flows."""
 
-    def __init__(self, client: PatchworksClient) -> None:
-        self._client = client
+    def __init__(self, api: Api) -> None:
+        self._api = api
 
     async def start(
         self,
@@ -104,11 +90,11 @@ class Flows:
     ) -> FlowRunStarted:
         body = target.encode(
             payload,
-            max_body_bytes=self._client.max_body_bytes,
+            max_body_bytes=self._api.max_body_bytes,
             flow_variables=flow_variables,
             virtual_environment_id=virtual_environment_id,
         )
-        return await send_start(self._client, target, body)
+        return await send_start(self._api, target, body)
 
     def start_many(
         self,
@@ -172,7 +158,7 @@ class Flows:
             resend_unknown=resend_unknown,
             drain_timeout=drain_timeout,
         )
-        return start_many(self._client, settings, payloads)
+        return start_many(self._api, settings, payloads)
 
     def list(self, **options: Unpack[ListOptions]) -> AsyncPaginator[Flow]:
         """Stream the account's flows, a page at a time.
@@ -181,11 +167,11 @@ class Flows:
         includes ``versions``, ``latestVersion``, ``deployedVersion``; sorts ``name``,
         ``enabled_at``, ``created_at``, ``id``. See :class:`ListOptions` for the arguments.
         """
-        return self._client._list(["flows"], Flow, options)
+        return self._api.paginate(["flows"], Flow, options)
 
     async def get(self, flow_id: int | str, *, include: str | Iterable[str] | None = None) -> Flow:
         """One flow, with the relations named in ``include`` (``versions``, ``latestVersion``)."""
-        reply = await self._client._call(
+        reply = await self._api.request(
             "core", "GET", ["flows", flow_id], params=include_param(include)
         )
         return structure(data_of(reply), Flow, body=reply)
@@ -199,7 +185,7 @@ class Flows:
             fields["description"] = description
         if prod_flag is not None:
             fields["prod_flag"] = prod_flag
-        reply = await self._client._call("core", "POST", ["flows"], json={"flow": fields})
+        reply = await self._api.request("core", "POST", ["flows"], json={"flow": fields})
         return structure(data_of(reply), Flow, body=reply)
 
     async def update(self, flow_id: int | str, **fields: Any) -> Flow:
@@ -215,19 +201,19 @@ class Flows:
         }
         if fields:
             body["flow"] = fields
-        reply = await self._client._call("core", "PUT", ["flows", flow_id], json=body)
+        reply = await self._api.request("core", "PUT", ["flows", flow_id], json=body)
         return structure(data_of(reply), Flow, body=reply)
 
     async def delete(self, flow_id: int | str) -> None:
         """Delete a flow."""
-        await self._client._call("core", "DELETE", ["flows", flow_id])
+        await self._api.request("core", "DELETE", ["flows", flow_id])
 
     async def export(self, flow_id: int | str) -> Mapping[str, Any]:
         """Export a flow; the document (whose shape the API does not fix) is returned as is.
 
         Safe to retry: exporting changes nothing.
         """
-        reply = await self._client._call(
+        reply = await self._api.request(
             "core", "POST", ["flows", "export"], json={"flow_id": flow_id}, idempotent=True
         )
         data = data_of(reply)
@@ -240,12 +226,12 @@ class Flows:
     ) -> Flow:
         """Import a flow from an :meth:`export` document; returns the new flow."""
         body = {"flow": data, "metadata": metadata, "as_marketplace": as_marketplace}
-        reply = await self._client._call("core", "POST", ["flows", "import"], json=body)
+        reply = await self._api.request("core", "POST", ["flows", "import"], json=body)
         return structure(data_of(reply), Flow, body=reply)
 
     async def duplicate(self, flow_id: int | str, flow_version_id: int | str) -> Flow:
         """Copy a flow from one of its versions; returns the new flow."""
-        reply = await self._client._call(
+        reply = await self._api.request(
             "core",
             "POST",
             ["flows", flow_id, "duplicate"],
@@ -259,6 +245,6 @@ class Flows:
         A toggle is not idempotent: an ambiguous failure raises
         :class:`OutcomeUnknownError` instead of flipping it twice.
         """
-        await self._client._call(
+        await self._api.request(
             "core", "PATCH", ["flows", flow_id, "layout-direction"], idempotent=False
         )

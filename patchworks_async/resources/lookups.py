@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Unpack
 
+from .._api import data_of
 from .._errors import ConfigurationError
 from .._models import CrossReferenceLookup, LookupValue, structure
 from .._pagination import AsyncPaginator, ListOptions
-from .flows import data_of
 
 if TYPE_CHECKING:
-    from .._client import PatchworksClient
+    from .._api import Api
 
 __all__ = ["CrossReferenceLookups"]
 
@@ -33,16 +33,16 @@ class CrossReferenceLookups:
     lookup methods use documented ones.
     """
 
-    def __init__(self, client: PatchworksClient) -> None:
-        self._client = client
+    def __init__(self, api: Api) -> None:
+        self._api = api
 
     def list(self, **options: Unpack[ListOptions]) -> AsyncPaginator[CrossReferenceLookup]:
         """Stream the lookups, a page at a time (filter ``name``; sort ``name``, ``id``)."""
-        return self._client._list([ROOT], CrossReferenceLookup, options)
+        return self._api.paginate([ROOT], CrossReferenceLookup, options)
 
     async def get(self, lookup_id: int | str) -> CrossReferenceLookup:
         """One lookup."""
-        reply = await self._client._call("core", "GET", [ROOT, lookup_id])
+        reply = await self._api.request("core", "GET", [ROOT, lookup_id])
         return structure(data_of(reply), CrossReferenceLookup, body=reply)
 
     async def create(
@@ -50,32 +50,32 @@ class CrossReferenceLookups:
     ) -> CrossReferenceLookup:
         """Create a lookup, with no rows."""
         body = _given(name=name, description=description, default_value=default_value)
-        reply = await self._client._call("core", "POST", [ROOT], json=body)
+        reply = await self._api.request("core", "POST", [ROOT], json=body)
         return structure(data_of(reply), CrossReferenceLookup, body=reply)
 
     async def update(self, lookup_id: int | str, **fields: Any) -> CrossReferenceLookup:
         """Change only the fields given (``name``, ``description``, ``default_value``)."""
         if not fields:
             raise ConfigurationError("update() needs at least one field to change")
-        reply = await self._client._call("core", "PUT", [ROOT, lookup_id], json=fields)
+        reply = await self._api.request("core", "PUT", [ROOT, lookup_id], json=fields)
         return structure(data_of(reply), CrossReferenceLookup, body=reply)
 
     async def delete(self, lookup_id: int | str) -> None:
         """Delete a lookup and its rows."""
-        await self._client._call("core", "DELETE", [ROOT, lookup_id])
+        await self._api.request("core", "DELETE", [ROOT, lookup_id])
 
     def values(
         self, lookup_id: int | str, **options: Unpack[ListOptions]
     ) -> AsyncPaginator[LookupValue]:
         """Stream a lookup's rows, a page at a time (inferred path)."""
-        return self._client._list([ROOT, lookup_id, "values"], LookupValue, options)
+        return self._api.paginate([ROOT, lookup_id, "values"], LookupValue, options)
 
     async def add_value(
         self, lookup_id: int | str, left_value: str, right_value: str
     ) -> LookupValue:
         """Add a row mapping ``left_value`` to ``right_value`` (inferred path)."""
         body = {"left_value": left_value, "right_value": right_value}
-        reply = await self._client._call("core", "POST", [ROOT, lookup_id, "values"], json=body)
+        reply = await self._api.request("core", "POST", [ROOT, lookup_id, "values"], json=body)
         return structure(data_of(reply), LookupValue, body=reply)
 
     async def update_value(
@@ -84,11 +84,11 @@ class CrossReferenceLookups:
         """Change only the given fields of a row (``left_value``, ``right_value``)."""
         if not fields:
             raise ConfigurationError("update_value() needs at least one field to change")
-        reply = await self._client._call(
+        reply = await self._api.request(
             "core", "PUT", [ROOT, lookup_id, "values", value_id], json=fields
         )
         return structure(data_of(reply), LookupValue, body=reply)
 
     async def delete_value(self, lookup_id: int | str, value_id: int | str) -> None:
         """Delete one row (inferred path)."""
-        await self._client._call("core", "DELETE", [ROOT, lookup_id, "values", value_id])
+        await self._api.request("core", "DELETE", [ROOT, lookup_id, "values", value_id])
