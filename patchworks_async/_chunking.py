@@ -13,14 +13,13 @@ the sum of its records' sizes, never measured by re-serialising the growing chun
 from __future__ import annotations
 
 import enum
-import json.encoder
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any, Final, Literal, TypeVar
 
 from ._config import DEFAULT_MAX_BODY_BYTES
 from ._errors import ConfigurationError, PayloadError, PayloadTooLargeError
-from ._payload import _ENCODER, encode_start_body
+from ._payload import encode_start_body, record_encoder
 
 __all__ = ["chunk_records"]
 
@@ -43,38 +42,6 @@ _WORST_CASE_ID: Final = "9" * 20
 """Stands in for an id that was not given: as a JSON string it takes 22 bytes, more than any
 int id of up to 20 digits (every unsigned 64-bit id) or any string id of up to 20 characters
 that JSON does not escape."""
-
-_Encode = Callable[[Any, int], Sequence[str]]
-
-
-def _record_encoder() -> _Encode:
-    """A serialiser of one record into pieces whose concatenation is ``dumps_compact(record)``.
-
-    ``dumps_compact`` goes through ``JSONEncoder.encode``, which builds a fresh C encoder on
-    every call: nothing for one payload, a quarter of the time for a small record among
-    thousands. Built here once per :func:`chunk_records` call with the very settings of the
-    shared encoder, and a fresh circular-reference memo each time (the C encoder leaves it
-    dirty after a failure, and a call stops at the first failure).
-    """
-    make: Callable[..., _Encode] | None = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # no C accelerator (another Python implementation): the slow path
-        return lambda record, _level: (_ENCODER.encode(record),)
-    return make(
-        {} if _ENCODER.check_circular else None,
-        _ENCODER.default,
-        (
-            json.encoder.encode_basestring_ascii
-            if _ENCODER.ensure_ascii
-            else json.encoder.encode_basestring
-        ),
-        None,
-        _ENCODER.key_separator,
-        _ENCODER.item_separator,
-        _ENCODER.sort_keys,
-        _ENCODER.skipkeys,
-        _ENCODER.allow_nan,
-    )
-
 
 def chunk_records(
     records: Iterable[T],
@@ -162,7 +129,7 @@ def chunk_records(
     # and per backslash: those are the only characters of JSON text that escaping changes,
     # since the JSON text of a record holds no control character (strings inside it have
     # them escaped already) and ensure_ascii=False leaves the rest as it is.
-    encode = _record_encoder()
+    encode = record_encoder()
     limit = max_body_bytes
     chunks: list[list[T]] = []
     chunk: list[T] = []

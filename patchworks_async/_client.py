@@ -109,8 +109,16 @@ class PatchworksClient:
             raise ConfigurationError(f"max_body_bytes must be positive: {max_body_bytes!r}")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise ConfigurationError("session must be an aiohttp.ClientSession")
-        self.rate_limits = rate_limits or RateLimits()
-        self.limiter: RateLimiter = limiter or InProcessRateLimiter(self.rate_limits)
+        self.limiter: RateLimiter
+        self.rate_limits: RateLimits | None
+        """The limits kept: the limiter's own when it says (``None`` when it does not)."""
+        if limiter is None:
+            self.rate_limits = rate_limits or RateLimits()
+            self.limiter = InProcessRateLimiter(self.rate_limits)
+        else:
+            self.limiter = limiter
+            kept = getattr(limiter, "rate_limits", None)
+            self.rate_limits = kept if isinstance(kept, RateLimits) else None
         self.retry = retry or RetryPolicy()
         self.timeout = float(timeout)
         self.max_body_bytes = max_body_bytes

@@ -13,14 +13,20 @@ import datetime as dt
 import json
 import json.encoder
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from ._errors import ConfigurationError, PayloadError, PayloadTooLargeError
 
-__all__ = ["dumps_compact", "encode_start_body", "stringify_payload"]
+__all__ = [
+    "RecordEncoder",
+    "dumps_compact",
+    "encode_start_body",
+    "record_encoder",
+    "stringify_payload",
+]
 
 
 def _to_json_compatible(value: Any) -> Any:
@@ -141,3 +147,36 @@ def encode_start_body(
     if len(encoded) > max_body_bytes:
         raise PayloadTooLargeError(len(encoded), max_body_bytes)
     return encoded
+
+
+RecordEncoder = Callable[[Any, int], Sequence[str]]
+"""Serialises one record (at an indent level, unused) into pieces to concatenate."""
+
+
+def record_encoder() -> RecordEncoder:
+    """A serialiser of one record into pieces whose concatenation is ``dumps_compact(record)``.
+
+    ``dumps_compact`` goes through ``JSONEncoder.encode``, which builds a fresh C encoder on
+    every call: nothing for one payload, a quarter of the time for a small record among
+    thousands. Build one per batch of records (``chunk_records`` does) with the very settings of the
+    shared encoder, and a fresh circular-reference memo each time (the C encoder leaves it
+    dirty after a failure, and a call stops at the first failure).
+    """
+    make: Callable[..., RecordEncoder] | None = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator (another Python implementation): the slow path
+        return lambda record, _level: (_ENCODER.encode(record),)
+    return make(
+        {} if _ENCODER.check_circular else None,
+        _ENCODER.default,
+        (
+            json.encoder.encode_basestring_ascii
+            if _ENCODER.ensure_ascii
+            else json.encoder.encode_basestring
+        ),
+        None,
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        _ENCODER.sort_keys,
+        _ENCODER.skipkeys,
+        _ENCODER.allow_nan,
+    )

@@ -14,6 +14,7 @@ from patchworks_async import (
     AuthenticationError,
     ConfigurationError,
     Flow,
+    InProcessRateLimiter,
     NotFoundError,
     PatchworksClient,
     PayloadError,
@@ -46,6 +47,14 @@ class CountingLimiter:
 
 
 class TestConfiguration:
+    def test_rate_limits_are_the_ones_the_limiter_keeps(self) -> None:
+        limits = RateLimits(requests=60, per=3.0)
+        shared = PatchworksClient(api_key="k", limiter=InProcessRateLimiter(limits))
+        assert shared.rate_limits == limits
+        assert PatchworksClient(api_key="k", rate_limits=limits).rate_limits == limits
+        assert PatchworksClient(api_key="k").rate_limits == RateLimits()
+        assert PatchworksClient(api_key="k", limiter=CountingLimiter()).rate_limits is None
+
     @pytest.mark.parametrize(
         "kwargs",
         [
