@@ -7,7 +7,7 @@ from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Unpack
 
 from .._api import data_of
-from .._bulk import BulkStart, check_settings, start_many
+from .._bulk import BulkStart, start_many
 from .._errors import ConfigurationError, UnexpectedResponseError
 from .._models import Flow, FlowRunStarted, structure
 from .._pagination import AsyncPaginator, ListOptions, include_param
@@ -147,18 +147,18 @@ class Flows:
             ConfigurationError: an argument is unusable (raised here, before anything is
                 read or sent).
         """
-        settings = check_settings(
+        return start_many(
+            self._api,
             StartTarget(flow_id, version_id, manual=manual is True),
             payloads,
-            manual=manual,
             concurrency=concurrency,
+            manual=manual,
             journal=journal,
             flow_variables=flow_variables,
             virtual_environment_id=virtual_environment_id,
             resend_unknown=resend_unknown,
             drain_timeout=drain_timeout,
         )
-        return start_many(self._api, settings, payloads)
 
     def list(self, **options: Unpack[ListOptions]) -> AsyncPaginator[Flow]:
         """Stream the account's flows, a page at a time.
