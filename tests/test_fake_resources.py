@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from patchworks_async.testing import FakePatchworks, Fault
-from patchworks_async.testing._pages import (
+from patchworks_async.testing._laravel_query import (
     PER_PAGE_MESSAGE,
     ListSpec,
     QueryError,
@@ -46,7 +46,8 @@ from patchworks_async.testing._pages import (
     sort_key,
     validation_body,
 )
-from patchworks_async.testing._store import CoreRequest, Store, iso_timestamp
+from patchworks_async.testing._resources import CoreRequest, iso_timestamp
+from patchworks_async.testing._store import Store
 
 PER_PAGE_422 = {"message": PER_PAGE_MESSAGE, "errors": {"per_page": [PER_PAGE_MESSAGE]}}
 ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")

@@ -7,8 +7,11 @@ lets them go. It depends only on aiohttp and attrs, so it can be used from any t
 with or without the client in this package.
 """
 
-from ._fake import FakePatchworks, Fault, ReceivedRequest, ReplyHold, ServiceURLs, StartedRun
+from ._fake import FakePatchworks, ServiceURLs
+from ._faults import Fault
+from ._holds import ReplyHold
 from ._process import RemoteFake, fake_patchworks_process
+from ._records import ReceivedRequest, StartedRun
 
 __all__ = [
     "FakePatchworks",

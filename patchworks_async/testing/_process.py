@@ -20,7 +20,9 @@ from typing import Any
 import aiohttp
 from attrs import frozen
 
-from ._fake import ADMIN_PREFIX, HoldPhase, RouteKind, ServiceURLs
+from ._fake import ServiceURLs
+from ._holds import HoldPhase
+from ._routes import ADMIN_PREFIX, RouteKind
 
 __all__ = ["RemoteFake", "fake_patchworks_process"]
 

@@ -74,6 +74,7 @@ class QueryError(Exception):
     """A request the list route refuses: the status and JSON body to answer with."""
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
+        """Refuse with ``status`` and ``body``; the message is the body's ``message``."""
         super().__init__(body.get("message", ""))
         self.status = status
         self.body = body
@@ -90,6 +91,7 @@ def validation_body(errors: Mapping[str, list[str]]) -> dict[str, Any]:
 
 
 def _invalid(field: str, message: str) -> QueryError:
+    """A 422 naming one field and its one message."""
     return QueryError(422, validation_body({field: [message]}))
 
 
@@ -110,6 +112,7 @@ def _not_allowed(
 
 
 def _base_name(key: str) -> str:
+    """The PHP array a query key belongs to: ``filter`` for ``filter[name]``."""
     return key.split("[", 1)[0]
 
 
@@ -173,6 +176,7 @@ def _bracketed(query: Mapping[str, str], name: str) -> dict[str, str]:
 
 
 def _names(raw: str) -> list[str]:
+    """A comma-separated list of names, blanks dropped (``"a, ,b"`` is ``["a", "b"]``)."""
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
@@ -303,12 +307,14 @@ def partial_filter(key: str) -> FilterFactory:
     """spatie's default filter: case-insensitive substring (``LIKE %v%``), any of ``a,b``."""
 
     def build(_name: str, raw: str) -> Predicate:
+        """Items whose ``key`` contains any of the comma-separated needles."""
         needles = [value.casefold() for value in _values(raw)]
         if len(needles) == 1:  # the usual case, without a generator per item
             needle = needles[0]
             return lambda item: needle in str(item.get(key) or "").casefold()
 
         def matches(item: Item) -> bool:
+            """True if any needle is in the item's value."""
             hay = str(item.get(key) or "").casefold()
             return any(needle in hay for needle in needles)
 
@@ -321,9 +327,11 @@ def exact_filter(key: str) -> FilterFactory:
     """``AllowedFilter::exact`` on a string column: equal to one of ``a,b``."""
 
     def build(_name: str, raw: str) -> Predicate:
+        """Items whose ``key``, as a string, is one of the listed values."""
         wanted = frozenset(_values(raw))
 
         def matches(item: Item) -> bool:
+            """True if the item's value is one of those wanted (null never is)."""
             value = item.get(key)
             return value is not None and str(value) in wanted
 
@@ -333,6 +341,7 @@ def exact_filter(key: str) -> FilterFactory:
 
 
 def _integers(name: str, raw: str) -> frozenset[int]:
+    """The integers of a filter value ``1,2``; any other value is a 422."""
     parsed = [laravel_integer(value) for value in _values(raw)]
     if any(value is None for value in parsed):
         raise _invalid(f"filter.{name}", f"The filter.{name} field must be an integer.")
@@ -343,9 +352,11 @@ def int_filter(key: str) -> FilterFactory:
     """``AllowedFilter::exact`` on an integer column: one of ``1,2``; other values are a 422."""
 
     def build(name: str, raw: str) -> Predicate:
+        """Items whose integer ``key`` is one of the listed integers."""
         wanted = _integers(name, raw)
 
         def matches(item: Item) -> bool:
+            """True if the item's value is an int among those wanted."""
             value = item.get(key)
             return isinstance(value, int) and value in wanted
 
@@ -358,11 +369,13 @@ def int_range_filter(key: str, *, lower: bool) -> FilterFactory:
     """A bound on an integer column (``started_after`` is ``>=``, ``started_before`` ``<=``)."""
 
     def build(name: str, raw: str) -> Predicate:
+        """Items whose numeric ``key`` is on the right side of the bound."""
         bound = laravel_integer(raw)
         if bound is None:
             raise _invalid(f"filter.{name}", f"The filter.{name} field must be an integer.")
 
         def matches(item: Item) -> bool:
+            """True if the item's value is a number within the bound."""
             value = item.get(key)
             if not isinstance(value, int | float):
                 return False
@@ -381,6 +394,7 @@ def boolean_filter(test: Callable[[Item], bool]) -> FilterFactory:
     """A scope taking ``true``/``false``/``1``/``0``: items where ``test`` agrees; else 422."""
 
     def build(name: str, raw: str) -> Predicate:
+        """Items where ``test`` gives the flag's answer."""
         flag = raw.lower()
         if flag not in _TRUE | _FALSE:
             raise _invalid(f"filter.{name}", f"The filter.{name} field must be true or false.")

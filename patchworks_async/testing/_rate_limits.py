@@ -1,0 +1,94 @@
+"""The fake's throttles as the routes meet them: which limits stack, and Laravel's headers.
+
+``_throttle`` is the pure model of Laravel's fixed windows; this module applies it to the
+Patchworks API. Every route counts against the account-wide limit; the manual-initialise
+route also against its own, smaller one; and an account tier may cap start and manual
+requests together. Admitted replies carry ``X-RateLimit-*`` headers and refusals are
+Laravel's 429 with ``Retry-After``, so a client can be tested on how it reads them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from aiohttp import web
+
+from ._checks import check_int, check_positive
+from ._http import json_response
+from ._routes import RouteKind
+from ._throttle import FixedWindowThrottle, Limit, Verdict, whole_second_retry_after
+
+__all__ = ["RateLimits", "rate_headers", "too_many_response"]
+
+
+class RateLimits:
+    """The stacked throttles of one fake account, and their open windows."""
+
+    def __init__(
+        self,
+        *,
+        requests_per_window: int,
+        manual_per_window: int,
+        starts_per_window: int | None,
+        window: float,
+    ) -> None:
+        """Validate the settings and stack the limits of each kind of route.
+
+        Args:
+            requests_per_window: The account-wide throttle, shared by every API route.
+            manual_per_window: The extra throttle on the manual-initialise route.
+            starts_per_window: Optional tier cap on start + manual requests.
+            window: Length in seconds of every throttle window.
+
+        Raises:
+            ValueError: On a setting out of range.
+        """
+        window = check_positive("window", window)
+        account = Limit("global", check_int("requests_per_window", requests_per_window), window)
+        manual = Limit("manual", check_int("manual_per_window", manual_per_window), window)
+        starts = None
+        if starts_per_window is not None:
+            starts = Limit("starts", check_int("starts_per_window", starts_per_window), window)
+        tier = [starts] if starts is not None else []
+        # Outermost first, as Laravel's middleware runs; built once, not per request.
+        self._stacks: dict[RouteKind, list[Limit]] = {
+            "core": [account],
+            "login": [account],
+            "start": [account, *tier],
+            "manual": [account, manual, *tier],
+        }
+        self._throttle = FixedWindowThrottle()
+
+    def attempt(self, kind: RouteKind, at: float) -> Verdict:
+        """Check and count one request to a route of ``kind`` that arrived at ``at``."""
+        return self._throttle.attempt(self._stacks[kind], at)
+
+    def reset(self) -> None:
+        """Close every window, as if the server's cache had been flushed."""
+        self._throttle.reset()
+
+
+def rate_headers(verdict: Verdict) -> dict[str, str]:
+    """Headers Laravel adds to every response its throttle admitted."""
+    return {
+        "X-RateLimit-Limit": str(verdict.limit),
+        "X-RateLimit-Remaining": str(verdict.remaining),
+    }
+
+
+def too_many_response(verdict: Verdict) -> web.Response:
+    """Build Laravel's 429 for a refused request.
+
+    ``Retry-After`` and ``X-RateLimit-Reset`` come from whole-second wall-clock
+    timestamps, as Laravel computes them, so ``Retry-After`` can be up to 1 s short.
+    """
+    wall_now = time.time()
+    retry_after = whole_second_retry_after(verdict.window_ends_in, wall_now)
+    headers = {
+        "Retry-After": str(retry_after),
+        "X-RateLimit-Reset": str(math.floor(wall_now) + retry_after),
+        "X-RateLimit-Limit": str(verdict.limit),
+        "X-RateLimit-Remaining": "0",
+    }
+    return json_response(429, {"message": "Too Many Attempts."}, headers)
