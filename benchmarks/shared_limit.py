@@ -72,7 +72,7 @@ async def main():
     api_key = urls.pop("api_key")
     limits = RateLimits(requests=config["requests"], per=config["window"])
     if config["redis_url"]:
-        from patchworks_async._redis_limiter import RedisRateLimiter
+        from patchworks_async import RedisRateLimiter
         limiter = RedisRateLimiter(
             config["redis_url"], account=config["account"], rate_limits=limits
         )

@@ -55,7 +55,7 @@ from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._redis_limiter import RedisRateLimiter
+    from ._redis import RedisRateLimiter
 
 _REDIS_NAMES = frozenset({"RedisRateLimiter"})
 
@@ -64,12 +64,12 @@ def __getattr__(name: str) -> object:
     """Import the Redis limiter on first use: the core library must not need redis."""
     if name in _REDIS_NAMES:
         try:
-            from . import _redis_limiter
+            from . import _redis
         except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
             raise ImportError(
                 f"{name} needs the redis extra: pip install 'patchworks-async[redis]'"
             ) from exc
-        return getattr(_redis_limiter, name)
+        return getattr(_redis, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -47,7 +47,7 @@ class RequestKind(enum.Enum):
 class RateLimiter(Protocol):
     """What the client needs from a rate limiter; pass your own as ``limiter=``.
 
-    An implementation may share its budget across processes (a Redis-backed one is planned).
+    An implementation may share its budget across processes, as ``RedisRateLimiter`` does.
     Both methods are called from the client's event loop.
     """
 

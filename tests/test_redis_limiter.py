@@ -383,9 +383,9 @@ def test_the_package_imports_without_redis() -> None:
         import sys
         sys.modules["redis"] = None  # as if it were not installed
         import patchworks_async
-        assert "patchworks_async._redis_limiter" not in sys.modules
+        assert "patchworks_async._redis" not in sys.modules
         try:
-            import patchworks_async._redis_limiter
+            from patchworks_async import RedisRateLimiter
         except ImportError as error:
             assert "pip install 'patchworks-async[redis]'" in str(error), error
         else:
@@ -513,7 +513,7 @@ WORKER = textwrap.dedent(
         time.monotonic = lambda: real_monotonic() + config["skew"]
 
     from patchworks_async import PatchworksClient, RateLimits, RetryPolicy
-    from patchworks_async._redis_limiter import RedisRateLimiter
+    from patchworks_async import RedisRateLimiter
 
 
     def clock():  # the system-wide monotonic clock, which the fake server stamps with too
