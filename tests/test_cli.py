@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 
 from patchworks_async import FlowRunStatus, PatchworksClient
-from patchworks_async.cli import _Input, _json_lines, main
+from patchworks_async.cli import main
+from patchworks_async.cli._input import PayloadSource, json_lines
 from patchworks_async.testing import FakePatchworks, RemoteFake, fake_patchworks_process
 
 SUMMARY = re.compile(
@@ -553,10 +554,8 @@ async def chunked(data: bytes, size: int) -> AsyncGenerator[bytes, None]:
 @pytest.mark.parametrize("chunk_size", [1, 3, 7, 1 << 16])
 async def test_json_lines_keep_line_numbers_and_sizes(chunk_size: int) -> None:
     data = b'{"a": 1}\n\n  \r\nnot json\n"\xff"\n[' + b"1," * 20 + b'1]\n{"tail": true}'
-    source = _Input("test", len(data))
-    seen = [
-        item async for item in _json_lines(chunked(data, chunk_size), source, max_line_bytes=30)
-    ]
+    source = PayloadSource("test", len(data))
+    seen = [item async for item in json_lines(chunked(data, chunk_size), source, max_line_bytes=30)]
     assert seen == ['{"a": 1}', None, None, None, '{"tail": true}']
     assert source.line_of == {0: 1, 1: 4, 2: 5, 3: 6, 4: 7}
     assert sum(source.size_of.values()) == len(data)  # the bar reaches exactly 100%

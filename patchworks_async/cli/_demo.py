@@ -15,10 +15,8 @@ from typing import Any
 
 from attrs import frozen
 
-from ._bulk import StartStatus
-from ._client import PatchworksClient
-from ._config import RateLimits
-from .testing import FakePatchworks
+from .. import PatchworksClient, RateLimits, StartStatus
+from ..testing import FakePatchworks
 
 __all__ = ["DEMO_FLOW", "DEMO_VERSION", "DemoResult", "run_demo"]
 
@@ -69,6 +67,7 @@ class DemoResult:
 
 
 def _orders(starts: int) -> Iterator[dict[str, Any]]:
+    """Payloads shaped like a small order, generated lazily as ``start_many`` reads them."""
     for i in range(starts):
         yield {"order": i, "lines": [{"sku": "A-1", "qty": 2}]}
 
