@@ -11,7 +11,7 @@ losing nothing and starting nothing twice::
 
 from typing import TYPE_CHECKING
 
-from ._bulk import BulkStart, StartResult, StartStatus
+from ._bulk import BulkStart
 from ._chunking import chunk_records
 from ._client import PatchworksClient
 from ._config import RateLimits, RetryPolicy
@@ -39,20 +39,16 @@ from ._errors import (
     UnsupportedMediaTypeError,
     ValidationError,
 )
-from ._models import (
-    CrossReferenceLookup,
-    Flow,
-    FlowRun,
-    FlowRunStarted,
-    FlowRunStatus,
-    FlowVersion,
-    LookupValue,
-)
+from ._outcomes import StartResult, StartStatus
 from ._pagination import AsyncPaginator, ListOptions, Page
 from ._payload import encode_start_body, stringify_payload
 from ._protocol import RateLimitStatus
 from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
+from ._starts import FlowRunStarted
 from ._version import __version__
+from .resources.flow_runs import FlowRun, FlowRunStatus
+from .resources.flows import Flow, FlowVersion
+from .resources.lookups import CrossReferenceLookup, LookupValue
 
 if TYPE_CHECKING:
     from ._redis import RedisRateLimiter

@@ -25,13 +25,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from ._bulk_engine import Engine, check_settings
-from ._outcomes import StartResult, StartStatus
+from ._outcomes import StartResult
 from ._starts import StartTarget
 
 if TYPE_CHECKING:
     from ._api import Api
 
-__all__ = ["BulkStart", "StartResult", "StartStatus", "start_many"]
+__all__ = ["BulkStart", "start_many"]
 
 
 class BulkStart:

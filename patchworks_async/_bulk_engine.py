@@ -33,11 +33,10 @@ from ._cancellation import run_to_completion
 from ._errors import ConfigurationError, PayloadError
 from ._journal import ItemState, Journal, body_digest
 from ._outcomes import JOURNAL_STATE, StartResult, StartStatus, classify, earlier_result
-from ._starts import StartTarget, send_start
+from ._starts import FlowRunStarted, StartTarget, send_start
 
 if TYPE_CHECKING:
     from ._api import Api
-    from ._models import FlowRunStarted
 
 __all__ = ["Engine", "Settings", "check_settings"]
 

@@ -1,164 +1,28 @@
-"""The API's resources as attrs classes, built by one cattrs converter.
+"""The one cattrs converter that builds every model from the API's JSON.
 
-Fields are named as the wire names them. Replies carry more than the models keep: unknown
-fields are ignored and optional ones default to ``None``, so a new server field never breaks
-a client. Timestamps arrive as ISO 8601 strings or Unix milliseconds; both become aware
-``datetime`` objects.
+Models live with their resource (``resources/flows.py`` has ``Flow``...), as attrs
+``@frozen`` classes whose fields are named as the wire names them. This converter builds
+them all: tolerant of fields it does not know (a new server field never breaks a client)
+and of missing optional ones, strict about the types it keeps. Timestamps arrive as ISO
+8601 strings or Unix milliseconds; both become aware ``datetime`` objects. A status code
+that this version does not know stays a plain ``int`` rather than failing a whole page.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Mapping
+import types
+import typing
 from typing import Any, TypeVar
 
 import cattrs
-from attrs import field, frozen
 
 from ._errors import UnexpectedResponseError
 
-__all__ = [
-    "CrossReferenceLookup",
-    "Flow",
-    "FlowRun",
-    "FlowRunStarted",
-    "FlowRunStatus",
-    "FlowVersion",
-    "LookupValue",
-    "converter",
-    "structure",
-]
+__all__ = ["converter", "structure"]
 
 T = TypeVar("T")
-
-
-@frozen
-class FlowVersion:
-    """One version of a process flow."""
-
-    id: int
-    flow_id: int | None = None
-    version: int | None = None
-    name: str | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-
-
-@frozen
-class Flow:
-    """A process flow. Relations are ``None`` unless asked for with ``include=``."""
-
-    id: int
-    name: str
-    description: str | None = None
-    enabled_at: dt.datetime | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-    deployed_version_id: int | None = None
-    versions: tuple[FlowVersion, ...] | None = None
-    latest_version: FlowVersion | None = None
-    deployed_version: FlowVersion | None = None
-
-
-class FlowRunStatus(enum.IntEnum):
-    """A flow run's status code."""
-
-    STARTED = 1
-    SUCCESS = 2
-    FAILURE = 3
-    STOPPED = 4
-    PARTIAL_SUCCESS = 5
-
-
-@frozen
-class FlowRun:
-    """One run of a process flow.
-
-    ``status`` is a :class:`FlowRunStatus`, or the raw ``int`` when the server sends a code
-    this library does not know yet: a new code never breaks a client.
-    """
-
-    id: int
-    status: FlowRunStatus | int
-    flow_id: int | None = None
-    flow_version_id: int | None = None
-    trigger: str | None = None
-    started_at: dt.datetime | None = None
-    finished_at: dt.datetime | None = None
-
-    @property
-    def finished(self) -> bool:
-        """Whether the run has left STARTED (an unknown code counts as finished)."""
-        return self.status != FlowRunStatus.STARTED
-
-
-@frozen
-class CrossReferenceLookup:
-    """A cross-reference lookup table (created with no rows)."""
-
-    id: int
-    name: str
-    description: str | None = None
-    default_value: str | None = None
-    cross_reference_lookup_template_id: int | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-
-
-@frozen
-class LookupValue:
-    """One row of a cross-reference lookup: a left value and the right value it maps to."""
-
-    id: int
-    left_value: str
-    right_value: str
-    cross_reference_lookup_id: int | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
-
-
-@frozen
-class FlowRunStarted:
-    """The reply to a start or manual initialise.
-
-    Attributes:
-        id: The flow run id, or ``None`` when the reply held none where one is looked for
-            (``flow_run_id``, ``run_id``, ``flowRunId``, ``id``, and the same inside
-            ``data``). A start with no id in its reply still started.
-        message: The server's message ("flow initialised").
-        raw: The whole decoded reply, since the id's key is not documented.
-    """
-
-    id: int | str | None
-    message: str | None
-    raw: Any = field(repr=False)
-
-    @classmethod
-    def from_reply(cls, reply: Any) -> FlowRunStarted:
-        """Read a start reply (decoded JSON); the run id's key is undocumented, so several
-        are tried, and a reply without one (or that is not an object) has ``id=None``."""
-        if not isinstance(reply, Mapping):
-            return cls(id=None, message=None, raw=reply)
-        message = reply.get("message")
-        return cls(
-            id=_find_run_id(reply),
-            message=message if isinstance(message, str) else None,
-            raw=reply,
-        )
-
-
-_RUN_ID_KEYS = ("flow_run_id", "run_id", "flowRunId", "id")
-
-
-def _find_run_id(reply: Mapping[str, Any]) -> int | str | None:
-    data = reply.get("data")
-    for scope in (reply, data if isinstance(data, Mapping) else {}):
-        for key in _RUN_ID_KEYS:
-            value = scope.get(key)
-            if isinstance(value, int | str) and not isinstance(value, bool) and value != "":
-                return value
-    return None
 
 
 def _structure_datetime(value: Any, _: type) -> dt.datetime:
@@ -170,21 +34,39 @@ def _structure_datetime(value: Any, _: type) -> dt.datetime:
     raise ValueError(f"not a timestamp: {value!r}")
 
 
-def _structure_run_status(value: Any, _: Any) -> FlowRunStatus | int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"not a status code: {value!r}")
-    code = int(value)
-    try:
-        return FlowRunStatus(code)
-    except ValueError:
-        return code  # a code this version does not know: keep it rather than fail
+def _code_enum(annotation: Any) -> type[enum.IntEnum] | None:
+    """The ``IntEnum`` of a ``SomeIntEnum | int [| str]`` annotation: a status code field."""
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType):
+        return None
+    members = typing.get_args(annotation)
+    enums = [m for m in members if isinstance(m, type) and issubclass(m, enum.IntEnum)]
+    if len(enums) != 1 or int not in members:
+        return None
+    return enums[0]
+
+
+def _structure_code(value: Any, annotation: Any) -> Any:
+    """A status code: the enum member when known, the plain ``int`` when not, and (where the
+    field allows ``str``) a word the server sends instead of a number, kept as it came."""
+    code_enum = _code_enum(annotation)
+    assert code_enum is not None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return code_enum(value)
+        except ValueError:
+            return value  # a code this version does not know: keep it rather than fail
+    if isinstance(value, str) and value and str in typing.get_args(annotation):
+        return value
+    raise ValueError(f"not a status code: {value!r}")
 
 
 def _make_converter() -> cattrs.Converter:
     """The one converter: tolerant of extra keys, strict about the types it keeps."""
     conv = cattrs.Converter(forbid_extra_keys=False)
     conv.register_structure_hook(dt.datetime, _structure_datetime)
-    conv.register_structure_hook_func(lambda t: t == (FlowRunStatus | int), _structure_run_status)
+    conv.register_structure_hook_func(lambda t: _code_enum(t) is not None, _structure_code)
     return conv
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from attrs import frozen
+from attrs import field, frozen
 
-from ._models import FlowRunStarted
 from ._payload import encode_start_body
 from ._ratelimit import RequestKind
 
@@ -20,7 +19,50 @@ if TYPE_CHECKING:
     from ._api import Api
     from ._transport import SendObserver
 
-__all__ = ["StartTarget", "send_start"]
+__all__ = ["FlowRunStarted", "StartTarget", "send_start"]
+
+
+@frozen
+class FlowRunStarted:
+    """The reply to a start or manual initialise.
+
+    Attributes:
+        id: The flow run id, or ``None`` when the reply held none where one is looked for
+            (``flow_run_id``, ``run_id``, ``flowRunId``, ``id``, and the same inside
+            ``data``). A start with no id in its reply still started.
+        message: The server's message ("flow initialised").
+        raw: The whole decoded reply, since the id's key is not documented.
+    """
+
+    id: int | str | None
+    message: str | None
+    raw: Any = field(repr=False)
+
+    @classmethod
+    def from_reply(cls, reply: Any) -> FlowRunStarted:
+        """Read a start reply (decoded JSON); the run id's key is undocumented, so several
+        are tried, and a reply without one (or that is not an object) has ``id=None``."""
+        if not isinstance(reply, Mapping):
+            return cls(id=None, message=None, raw=reply)
+        message = reply.get("message")
+        return cls(
+            id=_find_run_id(reply),
+            message=message if isinstance(message, str) else None,
+            raw=reply,
+        )
+
+
+_RUN_ID_KEYS = ("flow_run_id", "run_id", "flowRunId", "id")
+
+
+def _find_run_id(reply: Mapping[str, Any]) -> int | str | None:
+    data = reply.get("data")
+    for scope in (reply, data if isinstance(data, Mapping) else {}):
+        for key in _RUN_ID_KEYS:
+            value = scope.get(key)
+            if isinstance(value, int | str) and not isinstance(value, bool) and value != "":
+                return value
+    return None
 
 
 @frozen

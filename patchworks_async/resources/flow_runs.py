@@ -3,18 +3,54 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import enum
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Unpack
 
+from attrs import frozen
+
 from .._api import data_of
 from .._errors import ConfigurationError, RunWaitTimeoutError
-from .._models import FlowRun, structure
+from .._models import structure
 from .._pagination import AsyncPaginator, ListOptions, include_param
 
 if TYPE_CHECKING:
     from .._api import Api
 
-__all__ = ["FlowRuns"]
+__all__ = ["FlowRun", "FlowRunStatus", "FlowRuns"]
+
+
+class FlowRunStatus(enum.IntEnum):
+    """A flow run's status code."""
+
+    STARTED = 1
+    SUCCESS = 2
+    FAILURE = 3
+    STOPPED = 4
+    PARTIAL_SUCCESS = 5
+
+
+@frozen
+class FlowRun:
+    """One run of a process flow.
+
+    ``status`` is a :class:`FlowRunStatus`, or the raw ``int`` when the server sends a code
+    this library does not know yet: a new code never breaks a client.
+    """
+
+    id: int
+    status: FlowRunStatus | int
+    flow_id: int | None = None
+    flow_version_id: int | None = None
+    trigger: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run has left STARTED (an unknown code counts as finished)."""
+        return self.status != FlowRunStatus.STARTED
 
 
 class FlowRuns:

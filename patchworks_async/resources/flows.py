@@ -2,24 +2,55 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import AsyncIterable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Unpack
 
+from attrs import frozen
+
 from .._api import data_of
 from .._bulk import BulkStart, start_many
 from .._errors import ConfigurationError, UnexpectedResponseError
-from .._models import Flow, FlowRunStarted, structure
+from .._models import structure
 from .._pagination import AsyncPaginator, ListOptions, include_param
-from .._starts import StartTarget, send_start
+from .._starts import FlowRunStarted, StartTarget, send_start
 
 if TYPE_CHECKING:
     from .._api import Api
 
-__all__ = ["Flows"]
+__all__ = ["Flow", "FlowVersion", "Flows"]
 
 UPDATE_TOP_LEVEL_FIELDS = frozenset({"labels", "notification_groups"})
 """``update()`` fields the API takes beside the ``flow`` object rather than inside it."""
+
+
+@frozen
+class FlowVersion:
+    """One version of a process flow."""
+
+    id: int
+    flow_id: int | None = None
+    version: int | None = None
+    name: str | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@frozen
+class Flow:
+    """A process flow. Relations are ``None`` unless asked for with ``include=``."""
+
+    id: int
+    name: str
+    description: str | None = None
+    enabled_at: dt.datetime | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+    deployed_version_id: int | None = None
+    versions: tuple[FlowVersion, ...] | None = None
+    latest_version: FlowVersion | None = None
+    deployed_version: FlowVersion | None = None
 
 
 class Flows:

@@ -6,19 +6,47 @@ The lookup endpoints are documented; the row endpoints are inferred from the doc
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import TYPE_CHECKING, Any, Unpack
+
+from attrs import frozen
 
 from .._api import data_of
 from .._errors import ConfigurationError
-from .._models import CrossReferenceLookup, LookupValue, structure
+from .._models import structure
 from .._pagination import AsyncPaginator, ListOptions
 
 if TYPE_CHECKING:
     from .._api import Api
 
-__all__ = ["CrossReferenceLookups"]
+__all__ = ["CrossReferenceLookup", "CrossReferenceLookups", "LookupValue"]
 
 ROOT = "cross-reference-lookups"
+
+
+@frozen
+class CrossReferenceLookup:
+    """A cross-reference lookup table (created with no rows)."""
+
+    id: int
+    name: str
+    description: str | None = None
+    default_value: str | None = None
+    cross_reference_lookup_template_id: int | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
+
+
+@frozen
+class LookupValue:
+    """One row of a cross-reference lookup: a left value and the right value it maps to."""
+
+    id: int
+    left_value: str
+    right_value: str
+    cross_reference_lookup_id: int | None = None
+    created_at: dt.datetime | None = None
+    updated_at: dt.datetime | None = None
 
 
 def _given(**fields: Any) -> dict[str, Any]:
