@@ -1,27 +1,22 @@
-"""Shared fixtures: a FakePatchworks server on loopback and clients pointed at it."""
+"""Fixtures for every kind of test. The tree is organised by what a test needs:
+
+* ``unit/``: no socket, and no event loop where none is needed (``pytest tests/unit``);
+* ``wire/``: the transport against aiohttp mocked by aioresponses, for narrow cases;
+* ``e2e/``: the client against FakePatchworks over real sockets;
+* ``fake/``: FakePatchworks's own behaviour;
+* ``redis/``: the shared limiter against a real redis-server the tests start;
+* ``support/``: helpers the others import (clients, a controlled limiter, virtual time...).
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
-from patchworks_async import PatchworksClient, RetryPolicy
 from patchworks_async.testing import FakePatchworks
 
-from .mocked_aiohttp import m  # noqa: F401  (the fixture, for every test module)
-
-INSTANT_RETRIES = RetryPolicy(backoff_base=0.0)
-"""Retries without backoff sleeps: test suites should never wait through backoff."""
-
-
-def client_for(fake: FakePatchworks, **kwargs: Any) -> PatchworksClient:
-    """A client for ``fake``'s API key, with instant retries unless told otherwise."""
-    kwargs.setdefault("retry", INSTANT_RETRIES)
-    if "email" not in kwargs:
-        kwargs.setdefault("api_key", fake.api_key)
-    return PatchworksClient(**fake.urls, **kwargs)
+from .support.mocked_aiohttp import m  # noqa: F401  (the fixture, for every test module)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from patchworks_async import (
 )
 from patchworks_async.testing import FakePatchworks, Fault
 
-from .conftest import client_for
+from ..support.clients import client_for
 
 FAST = RateLimits(requests=10_000, per=1.0)
 

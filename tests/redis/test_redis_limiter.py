@@ -38,9 +38,9 @@ from patchworks_async import RateLimits, RequestKind
 from patchworks_async import RateLimiterUnavailableError, RedisRateLimiter
 from patchworks_async.testing import FakePatchworks, fake_patchworks_process
 
-from . import redis_server as fixtures
-from .conftest import client_for
-from .redis_server import RedisServer, free_port
+from ..support import redis_server as fixtures
+from ..support.clients import client_for
+from ..support.redis_server import RedisServer, free_port
 
 redis_server = fixtures.redis_server  # a redis-server shared by this module's tests
 own_redis_server = fixtures.own_redis_server  # one of the test's own, to stop and restart

@@ -32,7 +32,7 @@ from patchworks_async import (
     ServerError,
 )
 
-from .mocked_aiohttp import calls
+from ..support.mocked_aiohttp import calls
 
 CORE = "https://core.example.test/api/v1"
 START = "https://start.example.test/api/v1"

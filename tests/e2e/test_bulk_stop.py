@@ -30,8 +30,8 @@ from patchworks_async import (
 )
 from patchworks_async.testing import FakePatchworks, ReplyHold
 
-from .conftest import client_for
-from .controlled_limiter import ControlledLimiter
+from ..support.clients import client_for
+from ..support.controlled_limiter import ControlledLimiter
 
 GRANTED = 2
 WAITING = 3

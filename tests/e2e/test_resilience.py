@@ -17,7 +17,7 @@ from patchworks_async import (
 )
 from patchworks_async.testing import FakePatchworks, Fault
 
-from .conftest import INSTANT_RETRIES, client_for
+from ..support.clients import INSTANT_RETRIES, client_for
 
 
 class TestRateLimits:

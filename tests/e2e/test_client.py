@@ -26,7 +26,7 @@ from patchworks_async import (
 )
 from patchworks_async.testing import FakePatchworks
 
-from .conftest import client_for
+from ..support.clients import client_for
 
 FAST = RateLimits(requests=1000, per=1.0)
 """Limits far above what a test sends (the fake allows 240 per minute by default)."""

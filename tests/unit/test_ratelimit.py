@@ -11,7 +11,7 @@ import pytest
 from patchworks_async import InProcessRateLimiter, RateLimits, RequestKind
 from patchworks_async._ratelimit import _Window
 
-from .virtual_time import run_in_virtual_time
+from ..support.virtual_time import run_in_virtual_time
 
 LIMITS = RateLimits()  # 240 a minute, 10 manual, margin 1 s: span 61 s
 SPAN = LIMITS.span

@@ -30,7 +30,7 @@ from patchworks_async import (
 )
 from patchworks_async.testing import FakePatchworks, Fault, fake_patchworks_process
 
-from .conftest import client_for
+from ..support.clients import client_for
 
 FAST = RateLimits(requests=100_000, per=1.0)
 
