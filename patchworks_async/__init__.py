@@ -46,9 +46,13 @@ from ._protocol import RateLimitStatus
 from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
 from ._starts import FlowRunStarted
 from ._version import __version__
-from .resources.flow_runs import FlowRun, FlowRunStatus
-from .resources.flows import Flow, FlowVersion
+from .resources.flow_runs import FlowRun, FlowRunLog, FlowRunStatus
+from .resources.flow_versions import FlowVersion
+from .resources.flows import Flow, FlowLabel
 from .resources.lookups import CrossReferenceLookup, LookupValue
+from .resources.payloads import PayloadMetadata
+from .resources.queue import ScheduledFlow
+from .resources.virtual_environments import VirtualEnvironment
 
 if TYPE_CHECKING:
     from ._redis import RedisRateLimiter
@@ -80,7 +84,9 @@ __all__ = [
     "ConflictError",
     "CrossReferenceLookup",
     "Flow",
+    "FlowLabel",
     "FlowRun",
+    "FlowRunLog",
     "FlowRunStarted",
     "FlowRunStatus",
     "FlowVersion",
@@ -94,6 +100,7 @@ __all__ = [
     "PatchworksClient",
     "PatchworksError",
     "PayloadError",
+    "PayloadMetadata",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
@@ -105,6 +112,7 @@ __all__ = [
     "RequestKind",
     "RetryPolicy",
     "RunWaitTimeoutError",
+    "ScheduledFlow",
     "ServerError",
     "StartResult",
     "StartStatus",
@@ -113,6 +121,7 @@ __all__ = [
     "UnexpectedResponseError",
     "UnsupportedMediaTypeError",
     "ValidationError",
+    "VirtualEnvironment",
     "__version__",
     "chunk_records",
     "encode_start_body",

@@ -62,6 +62,7 @@ class Api(Protocol):
         kind: RequestKind = RequestKind.ORDINARY,
         idempotent: bool | None = None,
         observer: SendObserver | None = None,
+        raw_reply: bool = False,
     ) -> Any:
         """Send one request and return its decoded reply (``None`` when empty).
 
@@ -75,13 +76,22 @@ class Api(Protocol):
             kind: Which rate-limit buckets the request draws from.
             idempotent: Whether a resend is harmless; defaults by method.
             observer: Told when the request waits, leaves, and is surely unprocessed.
+            raw_reply: Return the bytes of a 2xx reply as they came (a download).
         """
         ...
 
     def paginate(
-        self, path: Sequence[str | int], item_type: type[T], options: ListOptions
+        self,
+        path: Sequence[str | int],
+        item_type: type[T],
+        options: ListOptions,
+        *,
+        params: Sequence[tuple[str, str]] = (),
     ) -> AsyncPaginator[T]:
-        """A Core API list as a paginator; the options are checked now, not at first page."""
+        """A Core API list as a paginator; the options are checked now, not at first page.
+
+        ``params`` are query parameters of this endpoint's own, sent with every page.
+        """
         ...
 
     def track(self, work: Finalisable) -> None:
@@ -94,7 +104,17 @@ class Api(Protocol):
 
 
 def data_of(reply: Any) -> Any:
-    """The ``data`` member of a single-resource reply."""
-    if not isinstance(reply, Mapping) or "data" not in reply:
-        raise UnexpectedResponseError("the reply has no 'data' member", field="data", body=reply)
-    return reply["data"]
+    """The resource in a single-resource reply: its ``data`` member, or the reply itself.
+
+    Reads come as ``{"data": {...}}``; the API documents write replies only as "an object",
+    so both shapes are taken everywhere.
+
+    Raises:
+        UnexpectedResponseError: the reply is not a JSON object.
+    """
+    if not isinstance(reply, Mapping):
+        raise UnexpectedResponseError(
+            f"the reply should be a JSON object, not {type(reply).__name__}", body=reply
+        )
+    data = reply.get("data", reply)
+    return data if isinstance(data, Mapping) else reply

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import AsyncIterable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Self
 
 from ._bulk_engine import Engine, check_settings
 from ._outcomes import StartResult
@@ -99,8 +99,6 @@ def start_many(
     concurrency: object,
     manual: object,
     journal: object,
-    flow_variables: Mapping[str, Any] | list[Any] | None,
-    virtual_environment_id: int | str | None,
     resend_unknown: object,
     drain_timeout: object,
 ) -> BulkStart:
@@ -115,8 +113,6 @@ def start_many(
         concurrency=concurrency,
         manual=manual,
         journal=journal,
-        flow_variables=flow_variables,
-        virtual_environment_id=virtual_environment_id,
         resend_unknown=resend_unknown,
         drain_timeout=drain_timeout,
     )

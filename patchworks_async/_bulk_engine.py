@@ -173,8 +173,6 @@ class Settings:
     target: StartTarget
     concurrency: int
     journal: str | None
-    flow_variables: Mapping[str, Any] | list[Any] | None
-    virtual_environment_id: int | str | None
     resend_unknown: bool
     drain_timeout: float
 
@@ -186,8 +184,6 @@ def check_settings(
     manual: object,
     concurrency: object,
     journal: object,
-    flow_variables: Mapping[str, Any] | list[Any] | None,
-    virtual_environment_id: int | str | None,
     resend_unknown: object,
     drain_timeout: object,
 ) -> Settings:
@@ -222,8 +218,6 @@ def check_settings(
         target=target,
         concurrency=concurrency,
         journal=None if journal is None else os.fspath(journal),
-        flow_variables=flow_variables,
-        virtual_environment_id=virtual_environment_id,
         resend_unknown=resend_unknown,
         drain_timeout=float(drain_timeout),
     )
@@ -383,12 +377,10 @@ class Engine:
             body = settings.target.encode(
                 payload,
                 max_body_bytes=self._api.max_body_bytes,
-                flow_variables=settings.flow_variables,
-                virtual_environment_id=settings.virtual_environment_id,
             )
         except PayloadError as exc:
             return StartResult(index, StartStatus.FAILED, error=exc)
-        digest = body_digest(body) if self.journal is not None else ""
+        digest = body_digest(body or b"") if self.journal is not None else ""
         entry = self.journal.entry(index) if self.journal is not None else None
         if entry is not None:
             earlier = earlier_result(

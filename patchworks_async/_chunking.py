@@ -43,14 +43,16 @@ _WORST_CASE_ID: Final = "9" * 20
 int id of up to 20 digits (every unsigned 64-bit id) or any string id of up to 20 characters
 that JSON does not escape."""
 
+
 def chunk_records(
     records: Iterable[T],
     *,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     flow_id: int | str | _WorstCase = WORST_CASE,
     version_id: int | str | _WorstCase | None = WORST_CASE,
-    flow_variables: Mapping[str, Any] | list[Any] | None = None,
+    flow_variables: Mapping[str, Any] | list[Any] | str | None = None,
     virtual_environment_id: int | str | _WorstCase | None = WORST_CASE,
+    raw: bool = False,
 ) -> list[list[T]]:
     """Group records into the fewest consecutive lists that each fit in one start body.
 
@@ -87,6 +89,9 @@ def chunk_records(
         version_id: The version they will start, or ``None`` for the deployed version.
         flow_variables: The flow variables the starts will send, if any.
         virtual_environment_id: The virtual environment they will run in, or ``None``.
+        raw: Measure for raw starts (``flows.start(..., raw=True)``), whose body is the
+            JSON list itself: no envelope, no escaping; the ids and flow variables travel
+            in the query and do not count.
 
     Returns:
         The records, in order, in lists; ``[]`` when there are none. Every list holds at
@@ -109,18 +114,27 @@ def chunk_records(
         raise ConfigurationError(
             f"records must be an iterable of records, not a {type(records).__qualname__}"
         )
-    # The body of an empty list, '{"payload":"[]",...}': built by encode_start_body itself,
-    # so the envelope is exact and the ids and flow variables are checked as a start would.
-    base = len(
-        encode_start_body(
-            _WORST_CASE_ID if flow_id is WORST_CASE else flow_id,
-            _WORST_CASE_ID if version_id is WORST_CASE else version_id,
-            [],
-            max_body_bytes=sys.maxsize,  # measured here, not refused
-            flow_variables=flow_variables,
-            virtual_environment_id=(
-                _WORST_CASE_ID if virtual_environment_id is WORST_CASE else virtual_environment_id
-            ),
+    if not isinstance(raw, bool):
+        raise ConfigurationError(f"raw must be True or False, not {raw!r}")
+    # The body of an empty list, '{"payload":"[]",...}' (or '[]' raw): built by the start's
+    # own encoder, so the envelope is exact and the ids and flow variables are checked as a
+    # start would.
+    base = (
+        2
+        if raw
+        else len(
+            encode_start_body(
+                _WORST_CASE_ID if flow_id is WORST_CASE else flow_id,
+                _WORST_CASE_ID if version_id is WORST_CASE else version_id,
+                [],
+                max_body_bytes=sys.maxsize,  # measured here, not refused
+                flow_variables=flow_variables,
+                virtual_environment_id=(
+                    _WORST_CASE_ID
+                    if virtual_environment_id is WORST_CASE
+                    else virtual_environment_id
+                ),
+            )
         )
     )
     # The payload "[r1,r2,...]" is escaped into the body character by character, and "[",
@@ -148,7 +162,8 @@ def chunk_records(
                 raise PayloadError(
                     f"record {index} is not valid Unicode (lone surrogate?): {exc}"
                 ) from None
-        record_size += text.count('"') + text.count("\\")
+        if not raw:  # escaped into the payload string
+            record_size += text.count('"') + text.count("\\")
         if chunk:
             size += record_size + 1
             if size <= limit:

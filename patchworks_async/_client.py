@@ -38,8 +38,12 @@ from ._protocol import RateLimitStatus, Request
 from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
 from ._transport import SendObserver, Transport
 from .resources.flow_runs import FlowRuns
+from .resources.flow_versions import FlowVersions
 from .resources.flows import Flows
 from .resources.lookups import CrossReferenceLookups
+from .resources.payloads import Payloads
+from .resources.queue import Queue
+from .resources.virtual_environments import VirtualEnvironments
 
 __all__ = ["PatchworksClient"]
 
@@ -69,6 +73,9 @@ class PatchworksClient:
         timeout: Seconds one request may take, connecting and reading included.
         max_body_bytes: The largest start body the client will send (8 MiB).
         session: An ``aiohttp.ClientSession`` to borrow: used, never closed.
+        tenant: For partner accounts acting for another company: the company id, sent as
+            ``patchworks-tenant`` on every request (seen in the vendor dashboard's code,
+            not in the API documentation).
 
     Raises:
         ConfigurationError: the arguments are inconsistent or invalid. Base URLs must be
@@ -90,6 +97,7 @@ class PatchworksClient:
         timeout: float = DEFAULT_TIMEOUT,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         session: aiohttp.ClientSession | None = None,
+        tenant: int | str | None = None,
     ) -> None:
         self._credentials = _check_credentials(api_key, email, password)
         self.core_url = check_base_url("core_url", core_url)
@@ -122,6 +130,7 @@ class PatchworksClient:
         self.retry = retry or RetryPolicy()
         self.timeout = float(timeout)
         self.max_body_bytes = max_body_bytes
+        self.tenant = _check_tenant(tenant)
         self._borrowed_session = session
         self._transport: Transport | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +139,10 @@ class PatchworksClient:
         api = _ClientApi(self)
         self.flows = Flows(api)
         self.flow_runs = FlowRuns(api)
+        self.flow_versions = FlowVersions(api)
+        self.payloads = Payloads(api)
+        self.queue = Queue(api)
+        self.virtual_environments = VirtualEnvironments(api)
         self.cross_reference_lookups = CrossReferenceLookups(api)
 
     @classmethod
@@ -203,6 +216,7 @@ class PatchworksClient:
             limiter=self.limiter,
             retry=self.retry,
             timeout=self.timeout,
+            headers=None if self.tenant is None else {"patchworks-tenant": self.tenant},
         )
         self._transport, self._loop = transport, loop
         return transport
@@ -253,6 +267,7 @@ class _ClientApi(Api):
         kind: RequestKind = RequestKind.ORDINARY,
         idempotent: bool | None = None,
         observer: SendObserver | None = None,
+        raw_reply: bool = False,
     ) -> Any:
         client = self._client
         base = client.core_url if service == "core" else client.start_url
@@ -260,15 +275,26 @@ class _ClientApi(Api):
         if json is not None:
             body = dumps_compact(json).encode()
         request = Request.build(
-            method, url, params=params, body=body, kind=kind, idempotent=idempotent
+            method,
+            url,
+            params=params,
+            body=body,
+            kind=kind,
+            idempotent=idempotent,
+            raw_reply=raw_reply,
         )
         return await client._ready().request(request, observer)
 
     def paginate(
-        self, path: Sequence[str | int], item_type: type[T], options: ListOptions
+        self,
+        path: Sequence[str | int],
+        item_type: type[T],
+        options: ListOptions,
+        *,
+        params: Sequence[tuple[str, str]] = (),
     ) -> AsyncPaginator[T]:
-        async def fetch(params: list[tuple[str, str]]) -> Any:
-            return await self.request("core", "GET", path, params=params)
+        async def fetch(page: list[tuple[str, str]]) -> Any:
+            return await self.request("core", "GET", path, params=[*params, *page])
 
         return paginate(fetch, item_type, options)
 
@@ -290,6 +316,18 @@ def _path_segment(segment: str | int) -> str:
     if _PLAIN_SEGMENT.fullmatch(text) and text not in (".", ".."):
         return "/" + text
     return "/" + quote(text, safe="")
+
+
+def _check_tenant(tenant: object) -> str | None:
+    """A tenant id fit for a header: an int, or a string without control characters."""
+    if tenant is None:
+        return None
+    if isinstance(tenant, bool) or not isinstance(tenant, int | str) or tenant == "":
+        raise ConfigurationError(f"tenant must be an int or a non-empty str, not {tenant!r}")
+    text = str(tenant)
+    if not text.isprintable() or text != text.strip():
+        raise ConfigurationError(f"tenant must be printable, without spaces around: {text!r}")
+    return text
 
 
 class _Credentials:

@@ -12,15 +12,21 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import logging
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
+import attrs
 import cattrs
+from cattrs.strategies import configure_union_passthrough
 
 from ._errors import UnexpectedResponseError
 
-__all__ = ["converter", "structure"]
+logger = logging.getLogger("patchworks_async")
+
+__all__ = ["converter", "structure", "structure_written"]
 
 T = TypeVar("T")
 
@@ -58,13 +64,17 @@ def _structure_code(value: Any, annotation: Any) -> Any:
         except ValueError:
             return value  # a code this version does not know: keep it rather than fail
     if isinstance(value, str) and value and str in typing.get_args(annotation):
-        return value
+        name = value.strip().upper().replace(" ", "_").replace("-", "_")
+        return code_enum.__members__.get(name, value)  # "success" is SUCCESS; others kept
     raise ValueError(f"not a status code: {value!r}")
 
 
 def _make_converter() -> cattrs.Converter:
     """The one converter: tolerant of extra keys, strict about the types it keeps."""
     conv = cattrs.Converter(forbid_extra_keys=False)
+    # Fields the API sends as a number or a word (``int | str``) take the value as it came.
+    configure_union_passthrough(int | str | float | bool | None, conv)
+    # Registered later, so consulted first: a status code is read into its enum.
     conv.register_structure_hook(dt.datetime, _structure_datetime)
     conv.register_structure_hook_func(lambda t: _code_enum(t) is not None, _structure_code)
     return conv
@@ -98,3 +108,43 @@ def structure(data: Any, cls: type[T], *, body: Any = None, path: str = "data") 
             field=field_path,
             body=data if body is None else body,
         ) from exc
+
+
+def structure_written(data: Any, cls: type[T], *, request: str) -> T:
+    """Build ``cls`` from the reply to a write, never failing: the write is done.
+
+    Raising after the server did the work would invite the caller to do it again (a second
+    flow, a second import). So a field whose value cannot be read is left ``None`` (logged
+    as a warning), and a reply that names no ``id`` gives a model whose ``id`` is ``None``.
+
+    Args:
+        data: The decoded resource (or whatever the reply held).
+        cls: The model to build.
+        request: The request, for the warning.
+    """
+    try:
+        return converter.structure(data, cls)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError):
+        pass
+    values: dict[str, Any] = {}
+    unread: list[str] = []
+    source = data if isinstance(data, Mapping) else {}
+    for field in attrs.fields(cls):  # type: ignore[arg-type]
+        if field.name not in source:
+            if field.default is attrs.NOTHING:
+                values[field.name] = None
+                unread.append(field.name)
+            continue
+        try:
+            values[field.name] = converter.structure(source[field.name], field.type)
+        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError):
+            values[field.name] = None
+            unread.append(field.name)
+    logger.warning(
+        "%s succeeded, but its reply did not describe a %s as expected (%s left None); "
+        "the change was made: do not repeat it",
+        request,
+        cls.__name__,
+        ", ".join(unread) or "not an object",
+    )
+    return cls(**values)

@@ -1,9 +1,10 @@
 """Turning user data into the exact bytes of a start request. Pure: no I/O, no loop.
 
-The start endpoints take a JSON object whose ``payload`` is a *string* (text, XML, or JSON
-already stringified). The server refuses bodies over 8 MiB, so the client measures the very
-bytes it will send, escaping and UTF-8 included, and refuses before taking a rate-limit token
-or opening a connection. The body is encoded once and that buffer is what goes on the wire.
+The standard start endpoints take a JSON object whose ``payload`` is a *string* (text, XML,
+or JSON already stringified); the raw ones take the JSON document itself as the body. The
+server refuses bodies over 8 MiB, so the client measures the very bytes it will send,
+escaping and UTF-8 included, and refuses before taking a rate-limit token or opening a
+connection. The body is encoded once and that buffer is what goes on the wire.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ from ._errors import ConfigurationError, PayloadError, PayloadTooLargeError
 
 __all__ = [
     "RecordEncoder",
+    "check_id",
     "dumps_compact",
     "encode_start_body",
+    "flow_variables_text",
+    "raw_start_body",
     "record_encoder",
+    "start_body",
     "stringify_payload",
 ]
 
@@ -74,20 +79,34 @@ def stringify_payload(payload: object) -> str:
         PayloadError: the payload is ``None``, blank, bytes that are not UTF-8, or cannot be
             serialised.
     """
-    if payload is None:
-        raise PayloadError("payload is None; the server requires a non-blank payload")
-    if isinstance(payload, bytes | bytearray | memoryview):
-        try:
-            text = bytes(payload).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise PayloadError(f"payload bytes are not valid UTF-8: {exc}") from None
-    elif isinstance(payload, str):
-        text = payload
-    else:
+    text = _text_of(payload)
+    if text is None:
         text = dumps_compact(payload)
     if not text.strip():
-        raise PayloadError("payload is blank; the server requires a non-blank payload")
+        raise PayloadError(
+            "payload is blank, which the server refuses; omit it to start the flow with no "
+            "payload"
+        )
     return text
+
+
+def _text_of(payload: object) -> str | None:
+    """A ``str`` payload as is, bytes decoded as UTF-8, ``None`` for data to serialise.
+
+    Raises:
+        PayloadError: ``None`` (almost always a bug: omit the payload to send none), or
+            bytes that are not UTF-8.
+    """
+    if payload is None:
+        raise PayloadError("payload is None; omit it to start the flow with no payload")
+    if isinstance(payload, str):
+        return payload
+    if isinstance(payload, bytes | bytearray | memoryview):
+        try:
+            return bytes(payload).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PayloadError(f"payload bytes are not valid UTF-8: {exc}") from None
+    return None
 
 
 def _id_json(value: int | str) -> str:
@@ -95,9 +114,43 @@ def _id_json(value: int | str) -> str:
     return str(value) if isinstance(value, int) else _escape_string(value)
 
 
-def _check_id(name: str, value: object) -> None:
+def check_id(name: str, value: object) -> int | str:
+    """An id the API can take: an int or a non-empty string.
+
+    Raises:
+        ConfigurationError: anything else, naming the argument.
+    """
     if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
         raise ConfigurationError(f"{name} must be an int or a non-empty str, not {value!r}")
+    return value
+
+
+def flow_variables_text(flow_variables: Mapping[str, Any] | list[Any] | str) -> str:
+    """Flow variables as the API takes them: a JSON document in a string.
+
+    The API reference types ``flow_variables`` as a string and the vendor's own client
+    sends ``json.dumps({...})``, so a mapping (or list) is serialised; a string is taken as
+    JSON already and checked.
+
+    Raises:
+        ConfigurationError: a string that is not JSON, or something that cannot be.
+    """
+    if isinstance(flow_variables, str):
+        try:
+            json.loads(flow_variables)
+        except ValueError:
+            raise ConfigurationError(
+                f"flow_variables must be a mapping or a JSON string, not {flow_variables!r}"
+            ) from None
+        return flow_variables
+    if not isinstance(flow_variables, Mapping | list):
+        raise ConfigurationError(
+            f"flow_variables must be a mapping or a JSON string, not {flow_variables!r}"
+        )
+    try:
+        return dumps_compact(flow_variables)
+    except PayloadError as exc:
+        raise ConfigurationError(f"flow_variables: {exc}") from None
 
 
 def encode_start_body(
@@ -106,7 +159,7 @@ def encode_start_body(
     payload: object,
     *,
     max_body_bytes: int,
-    flow_variables: Mapping[str, Any] | list[Any] | None = None,
+    flow_variables: Mapping[str, Any] | list[Any] | str | None = None,
     virtual_environment_id: int | str | None = None,
 ) -> bytes:
     """The exact request body of a start or manual initialise, checked against the limit.
@@ -116,7 +169,8 @@ def encode_start_body(
         version_id: The flow version, or ``None`` for the deployed version.
         payload: See :func:`stringify_payload`.
         max_body_bytes: The largest body allowed, in bytes.
-        flow_variables: Optional flow variables, sent as given.
+        flow_variables: Optional flow variables, sent as a JSON string (see
+            :func:`flow_variables_text`).
         virtual_environment_id: Optional virtual environment to run in.
 
     Raises:
@@ -124,24 +178,73 @@ def encode_start_body(
         PayloadTooLargeError: the encoded body is larger than ``max_body_bytes``.
         ConfigurationError: an id is not an int or a non-empty string.
     """
-    _check_id("flow_id", flow_id)
+    variables = None if flow_variables is None else flow_variables_text(flow_variables)
+    return start_body(
+        flow_id,
+        version_id,
+        stringify_payload(payload),
+        max_body_bytes=max_body_bytes,
+        flow_variables=variables,
+        virtual_environment_id=virtual_environment_id,
+    )
+
+
+def start_body(
+    flow_id: int | str,
+    version_id: int | str | None,
+    payload: str | None,
+    *,
+    max_body_bytes: int,
+    flow_variables: str | None = None,
+    virtual_environment_id: int | str | None = None,
+) -> bytes:
+    """A standard start body for a payload already stringified (``None``: an empty start,
+    whose body has no ``payload`` at all), with flow variables already JSON text."""
+    check_id("flow_id", flow_id)
     if version_id is not None:
-        _check_id("version_id", version_id)
+        check_id("version_id", version_id)
     if virtual_environment_id is not None:
-        _check_id("virtual_environment_id", virtual_environment_id)
+        check_id("virtual_environment_id", virtual_environment_id)
     # Assembled by hand, byte for byte what dumps_compact() makes of the same dict: the
     # payload string, usually the bulk of the body, is escaped once and never re-walked.
-    parts = ['{"payload":', _escape_string(stringify_payload(payload)), ',"flow_id":']
-    parts.append(_id_json(flow_id))
+    parts = ["{"] if payload is None else ['{"payload":', _escape_string(payload), ","]
+    parts += ['"flow_id":', _id_json(flow_id)]
     if version_id is not None:
         parts += [',"version_id":', _id_json(version_id)]
     if flow_variables is not None:
-        parts += [',"flow_variables":', dumps_compact(flow_variables)]
+        parts += [',"flow_variables":', _escape_string(flow_variables)]
     if virtual_environment_id is not None:
         parts += [',"virtual_environment_id":', _id_json(virtual_environment_id)]
     parts.append("}")
+    return _measured("".join(parts), max_body_bytes)
+
+
+def raw_start_body(payload: object, *, max_body_bytes: int) -> bytes:
+    """The body of a raw start: the JSON document itself, as is, checked against the limit.
+
+    Args:
+        payload: A dict, list, number, attrs or dataclass instance (serialised compactly,
+            as :func:`dumps_compact`), or a ``str`` or ``bytes`` that already is JSON (sent
+            verbatim, once checked to parse).
+
+    Raises:
+        PayloadError: ``None``, text that is not JSON, bytes that are not UTF-8, or data
+            that cannot be serialised.
+        PayloadTooLargeError: the body is larger than ``max_body_bytes``.
+    """
+    text = _text_of(payload)
+    if text is None:
+        return _measured(dumps_compact(payload), max_body_bytes)
     try:
-        encoded = "".join(parts).encode("utf-8")
+        json.loads(text)
+    except ValueError as exc:
+        raise PayloadError(f"a raw start's payload must be JSON: {exc}") from None
+    return _measured(text, max_body_bytes)
+
+
+def _measured(body: str, max_body_bytes: int) -> bytes:
+    try:
+        encoded = body.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise PayloadError(f"payload is not valid Unicode (lone surrogate?): {exc}") from None
     if len(encoded) > max_body_bytes:

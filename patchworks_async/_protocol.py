@@ -91,6 +91,8 @@ class Request(NamedTuple):
     body: bytes | None
     kind: RequestKind
     idempotent: bool
+    raw_reply: bool = False
+    """Return a 2xx body as the bytes that came (a payload download), not decoded."""
 
     @classmethod
     def build(
@@ -102,12 +104,13 @@ class Request(NamedTuple):
         body: bytes | None = None,
         kind: RequestKind = RequestKind.ORDINARY,
         idempotent: bool | None = None,
+        raw_reply: bool = False,
     ) -> Request:
         """A request; ``idempotent`` defaults by method (a start never is)."""
         method = method.upper()
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS and kind is RequestKind.ORDINARY
-        return cls(method, url, params, body, kind, idempotent)
+        return cls(method, url, params, body, kind, idempotent, raw_reply)
 
     def __str__(self) -> str:
         return f"{self.method} {self.url}"
@@ -277,6 +280,8 @@ def _success(request: Request, status: int, raw: bytes) -> Decision:
     200 with a page of its own. For a request that is not idempotent that leaves its
     outcome unknown; a start must also say something, so an empty 2xx leaves it unknown too.
     """
+    if request.raw_reply:
+        return Decision(Action.RETURN, body=raw)
     empty = not raw or raw.isspace()
     if empty and request.kind is RequestKind.ORDINARY:
         return Decision(Action.RETURN)

@@ -99,6 +99,7 @@ class Transport:
         limiter: RateLimiter,
         retry: RetryPolicy,
         timeout: float,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.session = session
         self.auth = auth
@@ -112,6 +113,7 @@ class Transport:
             "Accept": "application/json",
             "Content-Type": "application/json",
             "User-Agent": user_agent(),
+            **(headers or {}),
         }
         with_retries = backoff.on_exception(
             cast(Callable[..., Generator[float, None, None]], self._delays),
@@ -254,11 +256,16 @@ class Transport:
     async def login(self, url: str, email: str, password: str) -> tuple[str, float]:
         """POST the login URL; return the token and its lifetime in seconds.
 
+        The body carries the login as both ``email`` and ``username``: the Fabric endpoint
+        documents the first, the app's ``/fabric/api/login`` the second.
+
         Not rate limited: login belongs to another service with its own limits. Connection
         failures and 502/503/504 are retried like an idempotent request; a refusal raises
         :class:`AuthenticationError` whose text names the URL, never the credentials.
         """
-        body = dumps_compact({"email": email, "password": password}).encode()
+        # The two documented login endpoints name the first field differently (email,
+        # username); each reads its own and ignores the other, so both are sent.
+        body = dumps_compact({"email": email, "username": email, "password": password}).encode()
         request = Request("POST", url, None, body, RequestKind.ORDINARY, idempotent=True)
         try:
             token: tuple[str, float] = await self._login_with_retries(request)

@@ -38,6 +38,7 @@ from ._output import (
     progress,
     rate,
     status_name,
+    status_text,
     stderr_console,
     when,
 )
@@ -162,6 +163,7 @@ async def _serve(args: argparse.Namespace) -> None:
         manual_per_window=args.manual,
         window=args.window,
         latency=args.latency,
+        queue_delay=args.queue_delay,
         run_duration=args.run_duration,
         run_outcome=args.run_outcome,
     ) as fake:
@@ -271,7 +273,7 @@ def _run_text(run: FlowRun) -> str:
         ("run", str(run.id)),
         ("flow", "-" if run.flow_id is None else str(run.flow_id)),
         ("version", "-" if run.flow_version_id is None else str(run.flow_version_id)),
-        ("status", f"{status_name(run.status)} ({int(run.status)})"),
+        ("status", status_text(run.status)),
         ("trigger", run.trigger or "-"),
         ("started", when(run.started_at)),
         ("finished", when(run.finished_at)),

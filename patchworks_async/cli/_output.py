@@ -121,9 +121,18 @@ def model_as_dict(model: Flow | FlowRun) -> dict[str, Any]:
     return attrs.asdict(model, recurse=True)
 
 
-def status_name(status: FlowRunStatus | int) -> str:
+def status_name(status: FlowRunStatus | int | str | None) -> str:
     """The name of a run status; a code this version does not know is shown, not hidden."""
-    return status.name if isinstance(status, FlowRunStatus) else f"UNKNOWN({status})"
+    if isinstance(status, FlowRunStatus):
+        return status.name
+    return "-" if status is None else f"UNKNOWN({status})"
+
+
+def status_text(status: FlowRunStatus | int | str | None) -> str:
+    """``SUCCESS (2)``: the name and, when there is one, the code."""
+    return (
+        f"{status_name(status)} ({int(status)})" if isinstance(status, int) else status_name(status)
+    )
 
 
 def flows_table() -> Table:
@@ -138,7 +147,7 @@ def add_flow_row(table: Table, flow: Flow) -> None:
     """
     cells = (
         str(flow.id),
-        flow.name,
+        flow.name or "-",
         when(flow.enabled_at),
         "-" if flow.deployed_version_id is None else str(flow.deployed_version_id),
     )

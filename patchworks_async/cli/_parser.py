@@ -89,6 +89,12 @@ def _add_fake_server(commands: _Commands) -> None:
         help="seconds added to every request, or LO,HI for uniform jitter (0)",
     )
     server.add_argument(
+        "--queue-delay",
+        type=_non_negative_float,
+        default=0.5,
+        help="seconds a queued start waits before it becomes a run (0.5)",
+    )
+    server.add_argument(
         "--run-duration",
         type=_non_negative_float,
         default=0.5,

@@ -12,45 +12,47 @@ from attrs import frozen
 from .._api import data_of
 from .._bulk import BulkStart, start_many
 from .._errors import ConfigurationError, UnexpectedResponseError
-from .._models import structure
+from .._models import structure, structure_written
 from .._pagination import AsyncPaginator, ListOptions, include_param
-from .._starts import FlowRunStarted, StartTarget, send_start
+from .._starts import OMITTED, FlowRunStarted, StartTarget, send_start
+from .flow_versions import FlowVersion
 
 if TYPE_CHECKING:
     from .._api import Api
 
-__all__ = ["Flow", "FlowVersion", "Flows"]
+__all__ = ["Flow", "FlowLabel", "Flows"]
 
 UPDATE_TOP_LEVEL_FIELDS = frozenset({"labels", "notification_groups"})
 """``update()`` fields the API takes beside the ``flow`` object rather than inside it."""
 
 
 @frozen
-class FlowVersion:
-    """One version of a process flow."""
+class FlowLabel:
+    """A label on a flow (filter flows by one with ``filter={"labelled": label.id}``)."""
 
     id: int
-    flow_id: int | None = None
-    version: int | None = None
     name: str | None = None
-    created_at: dt.datetime | None = None
-    updated_at: dt.datetime | None = None
 
 
 @frozen
 class Flow:
-    """A process flow. Relations are ``None`` unless asked for with ``include=``."""
+    """A process flow. Relations are ``None`` unless asked for with ``include=``, and every
+    field but ``id`` may be absent (sparse ``fields=``)."""
 
     id: int
-    name: str
+    name: str | None = None
     description: str | None = None
+    status: int | str | None = None
+    is_enabled: bool | None = None
     enabled_at: dt.datetime | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     deployed_version_id: int | None = None
     versions: tuple[FlowVersion, ...] | None = None
     latest_version: FlowVersion | None = None
+    current_version: FlowVersion | None = None
     deployed_version: FlowVersion | None = None
+    labels: tuple[FlowLabel, ...] | None = None
 
 
 class Flows:
@@ -63,68 +65,81 @@ class Flows:
         self,
         flow_id: int | str,
         version_id: int | str | None,
-        payload: object,
+        payload: object = OMITTED,
         *,
-        flow_variables: Mapping[str, Any] | list[Any] | None = None,
+        raw: bool = False,
+        flow_variables: Mapping[str, Any] | list[Any] | str | None = None,
         virtual_environment_id: int | str | None = None,
     ) -> FlowRunStarted:
-        """Start a flow run (queued until the flow has concurrency free).
+        """Start a flow run. It is *queued*: it becomes a run when the flow has concurrency
+        free (within about 30 s), so ``flow_runs.get(started.id)`` may answer 404 until then
+        (``flow_runs.wait`` allows for that).
 
-        The payload is stringified and the whole body measured before anything else
-        happens: a bad or oversized payload raises without taking a rate-limit token or
-        touching the network.
+        The body is built and measured before anything else happens: a bad or oversized
+        payload raises without taking a rate-limit token or touching the network.
 
         Args:
             flow_id: The flow to start.
             version_id: The version to run, or ``None`` for the deployed version.
-            payload: ``str`` (sent as is), ``bytes`` (UTF-8), or anything JSON-serialisable
-                (dicts, lists, numbers, attrs and dataclass instances).
-            flow_variables: Optional flow variables.
-            virtual_environment_id: Optional virtual environment to run in.
+            payload: What to send. Standard starts take a ``str`` (sent as is), ``bytes``
+                (UTF-8) or anything JSON-serialisable (dicts, lists, numbers, attrs and
+                dataclass instances), sent as the string the API wants. Omit it to start
+                the flow with no payload; ``None`` is refused as the mistake it usually is.
+            raw: Use the raw variant (the vendor's advice for new integrations): the JSON
+                document itself is the body, not a string inside one. Data is serialised;
+                a ``str`` or ``bytes`` must already be JSON (checked before sending).
+            flow_variables: Flow variables: a mapping, sent as the JSON string the API
+                documents (or a JSON string of your own).
+            virtual_environment_id: The virtual environment to run in.
 
         Returns:
-            The run's id (``None`` when the reply names none), the server's message and
-            the raw reply.
+            The run's id (``None`` when the reply names none: the start still happened),
+            the server's message and the raw reply.
 
         Raises:
-            PayloadError: the payload is blank, None or unserialisable.
+            PayloadError: the payload is None, blank, not JSON for a raw start, or
+                unserialisable.
             PayloadTooLargeError: the body is over ``max_body_bytes``.
+            ConfigurationError: an id or another argument the API cannot take.
             OutcomeUnknownError: the server may or may not have started the run (among
                 other cases, a 2xx reply that is not JSON, which proves nothing).
         """
-        target = StartTarget(flow_id, version_id)
-        return await self._start(target, payload, flow_variables, virtual_environment_id)
+        target = StartTarget.build(
+            flow_id,
+            version_id,
+            raw=raw,
+            flow_variables=flow_variables,
+            virtual_environment_id=virtual_environment_id,
+        )
+        return await self._start(target, payload)
 
     async def initialise(
         self,
         flow_id: int | str,
         version_id: int | str | None,
-        payload: object,
+        payload: object = OMITTED,
         *,
-        flow_variables: Mapping[str, Any] | list[Any] | None = None,
+        raw: bool = False,
+        flow_variables: Mapping[str, Any] | list[Any] | str | None = None,
         virtual_environment_id: int | str | None = None,
     ) -> FlowRunStarted:
-        """Initialise a flow manually: runs at once, limited to 10 a minute by the server.
+        """Initialise a flow manually: it runs at once (no queue), 10 a minute at most.
 
         Takes the same arguments as :meth:`start`. The client holds a manual-initialise
         token before it queues for a global one, ahead of ordinary requests.
         """
-        target = StartTarget(flow_id, version_id, manual=True)
-        return await self._start(target, payload, flow_variables, virtual_environment_id)
-
-    async def _start(
-        self,
-        target: StartTarget,
-        payload: object,
-        flow_variables: Mapping[str, Any] | list[Any] | None,
-        virtual_environment_id: int | str | None,
-    ) -> FlowRunStarted:
-        body = target.encode(
-            payload,
-            max_body_bytes=self._api.max_body_bytes,
+        target = StartTarget.build(
+            flow_id,
+            version_id,
+            manual=True,
+            raw=raw,
             flow_variables=flow_variables,
             virtual_environment_id=virtual_environment_id,
         )
+        return await self._start(target, payload)
+
+    async def _start(self, target: StartTarget, payload: object) -> FlowRunStarted:
+        body = target.encode(payload, max_body_bytes=self._api.max_body_bytes)
         return await send_start(self._api, target, body)
 
     def start_many(
@@ -135,8 +150,9 @@ class Flows:
         *,
         concurrency: int = 16,
         manual: bool = False,
+        raw: bool = False,
         journal: str | os.PathLike[str] | None = None,
-        flow_variables: Mapping[str, Any] | list[Any] | None = None,
+        flow_variables: Mapping[str, Any] | list[Any] | str | None = None,
         virtual_environment_id: int | str | None = None,
         resend_unknown: bool = False,
         drain_timeout: float = 5.0,
@@ -162,6 +178,7 @@ class Flows:
                 single ``str``, ``bytes`` or mapping.
             concurrency: Requests in flight at most.
             manual: Use manual initialise (10 a minute) instead of queued starts.
+            raw: Use the raw variant for every start (see :meth:`start`).
             journal: A SQLite file recording every item at the moment its request leaves
                 and its outcome before you see it. Re-running with the same journal and
                 input skips what started (``skipped``), reports what may have reached the
@@ -178,15 +195,21 @@ class Flows:
             ConfigurationError: an argument is unusable (raised here, before anything is
                 read or sent).
         """
+        target = StartTarget.build(
+            flow_id,
+            version_id,
+            manual=manual is True,
+            raw=raw,
+            flow_variables=flow_variables,
+            virtual_environment_id=virtual_environment_id,
+        )
         return start_many(
             self._api,
-            StartTarget(flow_id, version_id, manual=manual is True),
+            target,
             payloads,
             concurrency=concurrency,
             manual=manual,
             journal=journal,
-            flow_variables=flow_variables,
-            virtual_environment_id=virtual_environment_id,
             resend_unknown=resend_unknown,
             drain_timeout=drain_timeout,
         )
@@ -194,9 +217,11 @@ class Flows:
     def list(self, **options: Unpack[ListOptions]) -> AsyncPaginator[Flow]:
         """Stream the account's flows, a page at a time.
 
-        Filters include ``name``, ``enabled``, ``deployed``, ``id`` and ``marketplace_app_id``;
-        includes ``versions``, ``latestVersion``, ``deployedVersion``; sorts ``name``,
-        ``enabled_at``, ``created_at``, ``id``. See :class:`ListOptions` for the arguments.
+        Filters include ``name``, ``enabled``, ``deployed``, ``id``, ``labelled`` (a label
+        id), ``marketplace_app_id``, ``versions.id``; includes ``versions``,
+        ``latestVersion``, ``deployedVersion``, ``currentVersion``, ``labels``; sorts
+        ``name``, ``enabled_at``, ``created_at``, ``id``. See :class:`ListOptions` for the
+        arguments.
         """
         return self._api.paginate(["flows"], Flow, options)
 
@@ -210,14 +235,16 @@ class Flows:
     async def create(
         self, name: str, *, description: str | None = None, prod_flag: bool | None = None
     ) -> Flow:
-        """Create a flow. Not retried after an ambiguous failure (it could create two)."""
+        """Create a flow. Not retried after an ambiguous failure (it could create two), and
+        never an error after the server said yes (the README's "Writes").
+        """
         fields: dict[str, Any] = {"name": name}
         if description is not None:
             fields["description"] = description
         if prod_flag is not None:
             fields["prod_flag"] = prod_flag
         reply = await self._api.request("core", "POST", ["flows"], json={"flow": fields})
-        return structure(data_of(reply), Flow, body=reply)
+        return structure_written(data_of(reply), Flow, request="POST flows")
 
     async def update(self, flow_id: int | str, **fields: Any) -> Flow:
         """Change only the fields given (``name``, ``description``, ``enabled_at``, ...).
@@ -239,36 +266,60 @@ class Flows:
         """Delete a flow."""
         await self._api.request("core", "DELETE", ["flows", flow_id])
 
-    async def export(self, flow_id: int | str) -> Mapping[str, Any]:
-        """Export a flow; the document (whose shape the API does not fix) is returned as is.
+    async def export(self, flow_id: int | str) -> dict[str, Any]:
+        """Export a flow: the bundle as the server sends it (``metadata``, ``flow`` with its
+        versions, ``systems``), ready for :meth:`import_`.
 
         Safe to retry: exporting changes nothing.
         """
         reply = await self._api.request(
             "core", "POST", ["flows", "export"], json={"flow_id": flow_id}, idempotent=True
         )
-        data = data_of(reply)
-        if not isinstance(data, Mapping):
-            raise UnexpectedResponseError("an export should be an object", field="data", body=reply)
-        return data
+        if not isinstance(reply, Mapping):
+            raise UnexpectedResponseError("an export should be a JSON object", body=reply)
+        if set(reply) == {"data"} and isinstance(reply["data"], Mapping):
+            return dict(reply["data"])  # the bundle, wrapped
+        return dict(reply)
 
     async def import_(
-        self, data: Mapping[str, Any], *, metadata: Mapping[str, Any], as_marketplace: bool = False
+        self,
+        bundle: Mapping[str, Any],
+        *,
+        as_marketplace: bool = False,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Flow:
-        """Import a flow from an :meth:`export` document; returns the new flow."""
-        body = {"flow": data, "metadata": metadata, "as_marketplace": as_marketplace}
+        """Import a flow from a bundle as :meth:`export` returns it (the vendor's shape:
+        ``{"metadata", "flow": {name, ..., versions}, "systems"}``); returns the new flow.
+
+        Args:
+            bundle: The export bundle, sent as is.
+            as_marketplace: Import it as a marketplace flow.
+            metadata: Replaces the bundle's ``metadata`` when given.
+
+        Not idempotent: after an ambiguous failure it raises :class:`OutcomeUnknownError`
+        rather than risk a second copy, and once the server said yes it never raises.
+        """
+        if not isinstance(bundle, Mapping) or not isinstance(bundle.get("flow"), Mapping):
+            raise ConfigurationError(
+                "bundle must be a flow export: a mapping with a 'flow' object "
+                "(what flows.export() returns)"
+            )
+        body = {**bundle, "as_marketplace": as_marketplace}
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
         reply = await self._api.request("core", "POST", ["flows", "import"], json=body)
-        return structure(data_of(reply), Flow, body=reply)
+        return structure_written(data_of(reply), Flow, request="POST flows/import")
 
     async def duplicate(self, flow_id: int | str, flow_version_id: int | str) -> Flow:
-        """Copy a flow from one of its versions; returns the new flow."""
+        """Copy a flow from one of its versions; returns the new flow (its name gets a
+        number). Not retried after an ambiguous failure."""
         reply = await self._api.request(
             "core",
             "POST",
             ["flows", flow_id, "duplicate"],
             json={"flow_version_id": flow_version_id},
         )
-        return structure(data_of(reply), Flow, body=reply)
+        return structure_written(data_of(reply), Flow, request=f"POST flows/{flow_id}/duplicate")
 
     async def toggle_layout_direction(self, flow_id: int | str) -> None:
         """Flip the flow's canvas between horizontal and vertical (no content comes back).

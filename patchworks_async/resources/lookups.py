@@ -13,7 +13,7 @@ from attrs import frozen
 
 from .._api import data_of
 from .._errors import ConfigurationError
-from .._models import structure
+from .._models import structure, structure_written
 from .._pagination import AsyncPaginator, ListOptions
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class CrossReferenceLookup:
     """A cross-reference lookup table (created with no rows)."""
 
     id: int
-    name: str
+    name: str | None = None
     description: str | None = None
     default_value: str | None = None
     cross_reference_lookup_template_id: int | None = None
@@ -42,8 +42,8 @@ class LookupValue:
     """One row of a cross-reference lookup: a left value and the right value it maps to."""
 
     id: int
-    left_value: str
-    right_value: str
+    left_value: str | None = None
+    right_value: str | None = None
     cross_reference_lookup_id: int | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
@@ -79,7 +79,7 @@ class CrossReferenceLookups:
         """Create a lookup, with no rows."""
         body = _given(name=name, description=description, default_value=default_value)
         reply = await self._api.request("core", "POST", [ROOT], json=body)
-        return structure(data_of(reply), CrossReferenceLookup, body=reply)
+        return structure_written(data_of(reply), CrossReferenceLookup, request=f"POST {ROOT}")
 
     async def update(self, lookup_id: int | str, **fields: Any) -> CrossReferenceLookup:
         """Change only the fields given (``name``, ``description``, ``default_value``)."""
@@ -104,7 +104,9 @@ class CrossReferenceLookups:
         """Add a row mapping ``left_value`` to ``right_value`` (inferred path)."""
         body = {"left_value": left_value, "right_value": right_value}
         reply = await self._api.request("core", "POST", [ROOT, lookup_id, "values"], json=body)
-        return structure(data_of(reply), LookupValue, body=reply)
+        return structure_written(
+            data_of(reply), LookupValue, request=f"POST {ROOT}/{lookup_id}/values"
+        )
 
     async def update_value(
         self, lookup_id: int | str, value_id: int | str, **fields: Any

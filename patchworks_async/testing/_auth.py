@@ -1,7 +1,8 @@
 """Who may call the fake: API keys, users, and the login route's expiring tokens.
 
 Patchworks accepts two schemes on every API route: a raw API key in ``Authorization``,
-or ``Bearer <token>`` with a token from ``POST /fabric/api/v1/login``. Tokens expire, and
+or ``Bearer <token>`` with a token from ``POST /fabric/api/v1/login`` (or the alternative
+``POST /fabric/api/login``; both take ``email`` or ``username``). Tokens expire, and
 a test can revoke them all at once, so a client's re-login path can be exercised without
 waiting a day for the real expiry.
 """

@@ -16,9 +16,14 @@ part handed to the collaborator that owns it. To walk through the fake, read on 
 * ``_routes``: the whole API on one screen, and how a request finds its route;
 * ``_auth``: API keys, users, login tokens; ``_rate_limits`` and ``_throttle``: the
   throttles; ``_faults``: injected failures; ``_holds``: parked requests and replies;
-* ``_starts``: the start and manual-initialise routes;
-* ``_store``: the Core API (``_flows``, ``_flow_runs``, ``_lookups``, sharing
-  ``_resources`` and ``_form``), following Laravel's list rules in ``_laravel_query``;
+* ``_starts``: the start and manual-initialise routes, standard and raw;
+* ``_fake_data``: the data side of this class (live dicts, seeding, ``_switches``);
+* ``_store``: the Core API: flows and versions (``_flows``, ``_versions``,
+  ``_bundles``), runs (``_flow_runs``) with their queue, payloads and logs (``_queue``,
+  ``_payloads``, ``_logs``) tied together by ``_lifecycle`` on the lazy ``_timeline``,
+  virtual environments and lookups (``_environments``, ``_lookups``); all sharing
+  ``_resources``, ``_form`` and ``_moments``, and Laravel's list rules in
+  ``_laravel_query``;
 * ``_records``: what the fake saw; ``_http``: the aiohttp plumbing they all share.
 """
 
@@ -32,16 +37,22 @@ from aiohttp import web
 
 from ._auth import DEFAULT_USERS, Auth
 from ._checks import check_int
+from ._fake_data import FakeData, check_wrap_writes_in_data
 from ._faults import Fault, FaultInjector, Injection
-from ._flow_runs import check_run_duration, check_run_outcome
 from ._holds import HoldPhase, Holds, ReplyHold
 from ._http import Handler, Shutdown, core_handler
 from ._pipeline import RequestPipeline, check_latency
 from ._rate_limits import RateLimits
 from ._records import ReceivedRequest, Records, StartedRun
 from ._routes import RouteKind
-from ._starts import StartRoutes, check_run_id_key
+from ._starts import StartRoutes
 from ._store import Store
+from ._switches import (
+    check_queue_delay,
+    check_run_duration,
+    check_run_id_key,
+    check_run_outcome,
+)
 
 __all__ = ["FakePatchworks", "ServiceURLs"]
 
@@ -57,14 +68,16 @@ class ServiceURLs(TypedDict):
     login_url: str
 
 
-class FakePatchworks:
+class FakePatchworks(FakeData):
     """A Patchworks API look-alike served on loopback, for tests, benchmarks and demos.
 
     Use it as ``async with FakePatchworks() as fake:`` then point a client at
     ``fake.urls`` with ``fake.api_key`` (or ``fake.email`` / ``fake.password``). Everything
-    the fake saw is in ``received``, every run it accepted in ``starts``; ``inject``
-    arms failures and ``hold`` parks requests until the test releases them. All state lives
-    on the instance; nothing touches an event loop until ``start()``.
+    the fake saw is in ``received``, every start it accepted in ``starts``; ``inject``
+    arms failures and ``hold`` parks requests until the test releases them. The data it
+    serves and the switches that pick between undocumented variants come from
+    ``FakeData``. All state lives on the instance; nothing touches an event loop until
+    ``start()``.
 
     The server is single-use: once closed it cannot be started again.
     """
@@ -81,9 +94,11 @@ class FakePatchworks:
         window: float = 60.0,
         max_body_bytes: int = 8 * 1024 * 1024,
         latency: float | tuple[float, float] = 0.0,
-        run_id_key: str = "flow_run_id",
+        run_id_key: str | None = "flow_run_id",
         run_duration: float = 0.5,
         run_outcome: int = 2,
+        queue_delay: float = 0.5,
+        wrap_writes_in_data: bool = True,
         seed: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -101,13 +116,20 @@ class FakePatchworks:
             window: Length in seconds of every throttle window.
             max_body_bytes: Largest request body accepted; one byte more is a 413.
             latency: Arrival delay in seconds, fixed or ``(min, max)`` uniform jitter.
-            run_id_key: Where the run id goes in a start reply: one of ``flow_run_id``,
-                ``run_id``, ``id``, ``data.id``, ``data.flow_run_id`` (the real key is
+            run_id_key: Where the run id goes in a start (or retry) reply: one of
+                ``flow_run_id``, ``run_id``, ``flowRunId``, ``id``, ``data.id``,
+                ``data.flow_run_id``, or None for no id at all (the real key is
                 undocumented, so clients must cope with each).
-            run_duration: Seconds a started run stays STARTED (1) before it finishes;
-                computed when runs are read, no timer runs.
-            run_outcome: The status a started run finishes with: 2 success, 3 failure,
+            run_duration: Seconds a run stays STARTED (1) before it finishes; computed
+                when runs are read, no timer runs.
+            run_outcome: The status a run finishes with: 2 success, 3 failure,
                 4 stopped, 5 partial success.
+            queue_delay: Seconds a ``/start`` waits in the queue before it becomes a run
+                (``/manual`` and retries run at once); until then the run is a 404.
+                Computed when read, like ``run_duration``.
+            wrap_writes_in_data: Whether write replies (flow create, import and
+                duplicate; version create and update) come as ``{"data": {...}}`` or
+                bare: the reference documents them only as "object".
             seed: Seed of the jitter RNG, for reproducible arrival times.
             host: Interface to listen on.
             port: Port to listen on; 0 picks a free one.
@@ -127,16 +149,25 @@ class FakePatchworks:
             starts_per_window=starts_per_window,
             window=window,
         )
-        self._store = Store(
-            run_duration=check_run_duration(run_duration),
-            run_outcome=check_run_outcome(run_outcome),
+        check_wrap_writes_in_data(wrap_writes_in_data)
+        super().__init__(
+            Store(
+                run_duration=check_run_duration(run_duration),
+                run_outcome=check_run_outcome(run_outcome),
+                queue_delay=check_queue_delay(queue_delay),
+                run_id_key=run_id_key,
+                wrap_writes_in_data=wrap_writes_in_data,
+            )
         )
         self._records = Records()
         self._shutdown = Shutdown()
         self._faults = FaultInjector(self._records, self._shutdown)
         self._holds = Holds(self._shutdown)
-        self._starts = StartRoutes(self._store, self._records, run_id_key)
-        handlers: dict[str, Handler] = {"start_flow": self._starts.start_flow}
+        self._starts = StartRoutes(self._store, self._records)
+        handlers: dict[str, Handler] = {
+            "start_flow": self._starts.start_flow,
+            "start_raw_flow": self._starts.start_raw_flow,
+        }
         for name, route in self._store.routes().items():
             handlers[name] = core_handler(route)
         self._pipeline = RequestPipeline(
@@ -147,6 +178,7 @@ class FakePatchworks:
             holds=self._holds,
             shutdown=self._shutdown,
             handlers=handlers,
+            configure=self.configure,
             max_body_bytes=max_body_bytes,
             latency=latency,
             seed=seed,
@@ -260,6 +292,14 @@ class FakePatchworks:
         return f"{self.base_url}/fabric/api/v1/login"
 
     @property
+    def alternative_login_url(self) -> str:
+        """Full URL of the alternative login route (app.wearepatchworks.com's form).
+
+        Both login routes take ``{"email", "password"}`` or ``{"username", "password"}``.
+        """
+        return f"{self.base_url}/fabric/api/login"
+
+    @property
     def urls(self) -> ServiceURLs:
         """``core_url``, ``start_url`` and ``login_url``, ready to pass as keyword arguments.
 
@@ -321,171 +361,6 @@ class FakePatchworks:
     @slow_seconds.setter
     def slow_seconds(self, value: float) -> None:
         self._faults.slow_seconds = value
-
-    @property
-    def run_id_key(self) -> str:
-        """Where start replies put the run id (settable, e.g. ``"data.id"``)."""
-        return self._starts.run_id_key
-
-    @run_id_key.setter
-    def run_id_key(self, value: str) -> None:
-        self._starts.run_id_key = check_run_id_key(value)
-
-    @property
-    def run_duration(self) -> float:
-        """Seconds a started run stays STARTED; settable, applies to later starts."""
-        return self._store.run_duration
-
-    @run_duration.setter
-    def run_duration(self, value: float) -> None:
-        self._store.run_duration = check_run_duration(value)
-
-    @property
-    def run_outcome(self) -> int:
-        """The status later runs finish with (2 to 5); settable."""
-        return self._store.run_outcome
-
-    @run_outcome.setter
-    def run_outcome(self, value: int) -> None:
-        self._store.run_outcome = check_run_outcome(value)
-
-    # ------------------------------------------------------------------ Core API data
-
-    @property
-    def flows(self) -> dict[int, dict[str, Any]]:
-        """Flows by id, as the API serves them; edit freely (a live dict, not a copy)."""
-        return self._store.flows
-
-    @property
-    def versions(self) -> dict[int, dict[str, Any]]:
-        """Flow versions by id (each names its ``flow_id``); a live dict."""
-        return self._store.versions
-
-    @property
-    def flow_runs(self) -> dict[int, dict[str, Any]]:
-        """Flow runs by id, a live dict, brought up to date on every read.
-
-        A run created by a start finishes ``run_duration`` seconds after it arrived;
-        reading this property (or the runs routes) applies every finish that is due.
-        """
-        return self._store.flow_runs
-
-    @property
-    def lookups(self) -> dict[int, dict[str, Any]]:
-        """Cross-reference lookups by id; a live dict."""
-        return self._store.lookups
-
-    @property
-    def lookup_values(self) -> dict[int, dict[str, Any]]:
-        """Lookup rows by id (each names its ``cross_reference_lookup_id``); a live dict."""
-        return self._store.lookup_values
-
-    def add_flow(
-        self,
-        name: str,
-        *,
-        versions: Iterable[int] = (),
-        deployed_version: int | None = None,
-        **fields: Any,
-    ) -> dict[str, Any]:
-        """Seed a flow (and its versions) that the API will then serve and start.
-
-        A seeded flow is enabled (``enabled_at`` set) and carries every field the routes
-        read or write: ``description``, ``enabled_at``, ``created_at``, ``updated_at``,
-        ``deployed_version_id``, ``layout_direction`` ("horizontal"), ``use_queued_time``,
-        ``remove_failed_payloads``, ``priority``, ``prod_flag`` and ``marketplace_app_id``.
-
-        Args:
-            name: The flow's name.
-            versions: Version ids to create, oldest first; empty creates one with a fresh id.
-            deployed_version: The version id that runs when a start omits the version;
-                None leaves the flow undeployed (such starts get a 422).
-            **fields: Extra or overriding flow fields (``description``, ``enabled_at``...);
-                ``id`` picks the flow id instead of the next free one.
-
-        Returns:
-            The stored flow dict (the same object as ``flows[id]``).
-
-        Raises:
-            ValueError: If an id is already used or ``deployed_version`` is not one of
-                ``versions``.
-        """
-        return self._store.add_flow(
-            name, versions=versions, deployed_version=deployed_version, **fields
-        )
-
-    def add_flows(
-        self, count: int, *, name_prefix: str = "Flow", deployed: bool = True
-    ) -> list[dict[str, Any]]:
-        """Seed ``count`` flows at once, each with one version, in O(count).
-
-        ``add_flow`` in a loop would be quadratic (it checks every id for clashes); this
-        is what benchmarks and pagination tests use to fill the store with thousands.
-
-        Args:
-            count: How many flows (0 or more).
-            name_prefix: Names are ``"<name_prefix> 1"``, ``"<name_prefix> 2"``...
-            deployed: Whether each flow's version is deployed (so a start may omit it).
-
-        Returns:
-            The stored flow dicts, in id order (ids and version ids follow the highest ones).
-        """
-        return self._store.add_flows(count, name_prefix=name_prefix, deployed=deployed)
-
-    def add_flow_run(
-        self,
-        flow_id: int,
-        *,
-        status: int = 2,
-        started_at_ms: int | None = None,
-        version_id: int | None = None,
-        **fields: Any,
-    ) -> dict[str, Any]:
-        """Seed a flow run that ``GET /flow-runs`` will list.
-
-        Unlike a run created by a start, a seeded run keeps ``status`` until changed:
-        ``status=1`` stays STARTED for ever (to test a wait that times out) and any code,
-        even an undocumented one such as 9, is served as given.
-
-        Args:
-            flow_id: An existing flow.
-            status: The run's status code.
-            started_at_ms: Unix milliseconds; now when None.
-            version_id: One of the flow's versions; None takes the deployed one, else the
-                latest.
-            **fields: Extra or overriding run fields (``trigger``, ``payload_size``,
-                ``finished_at``; ``id`` picks the run id). ``finished_at`` defaults to
-                null for status 1, else ``started_at + run_duration``.
-
-        Returns:
-            The stored run dict (the same object as ``flow_runs[id]``).
-
-        Raises:
-            ValueError: If the flow does not exist, the version is not one of its own, or
-                an ``id`` is already used.
-        """
-        return self._store.add_flow_run(
-            flow_id, status=status, started_at_ms=started_at_ms, version_id=version_id, **fields
-        )
-
-    def add_lookup(
-        self, name: str, *, rows: Iterable[tuple[str, str]] = (), **fields: Any
-    ) -> dict[str, Any]:
-        """Seed a cross-reference lookup and its rows.
-
-        Args:
-            name: The lookup's name.
-            rows: ``(left_value, right_value)`` pairs; left values must be distinct.
-            **fields: Extra or overriding lookup fields (``description``,
-                ``default_value``...); ``id`` picks the lookup id.
-
-        Returns:
-            The stored lookup dict (the same object as ``lookups[id]``).
-
-        Raises:
-            ValueError: If the id is already used or two rows share a left value.
-        """
-        return self._store.add_lookup(name, rows=rows, **fields)
 
     # ------------------------------------------------------------------ faults and holds
 
@@ -549,7 +424,10 @@ class FakePatchworks:
 
     @property
     def starts(self) -> list[StartedRun]:
-        """Every run accepted by a start or manual route, in arrival order."""
+        """Every start accepted by a start or manual route (standard or raw), in arrival order.
+
+        Retries are not starts: they are in ``flow_runs`` (``trigger`` ``Retry``).
+        """
         return self._records.starts
 
     @starts.setter

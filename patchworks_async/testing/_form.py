@@ -14,7 +14,8 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from ._laravel_query import laravel_integer, validation_body
-from ._resources import Reply
+from ._moments import parse_moment
+from ._resources import Reply, iso_timestamp
 
 __all__ = ["Form"]
 
@@ -123,7 +124,8 @@ class Form:
             self.valid[key] = number
 
     def date(self, key: str) -> None:
-        """``nullable|date``: stored in Laravel's serialised form."""
+        """``nullable|date``: an ISO 8601 string, or Unix milliseconds (as filters take
+        instants); stored in Laravel's serialised form."""
         value = self._value(key, required=False)
         if value is _MISSING:
             return
@@ -131,6 +133,9 @@ class Form:
             self.valid[key] = None
             return
         parsed = _parse_date(value) if isinstance(value, str) else None
+        if parsed is None:
+            seconds = parse_moment(value)  # Unix milliseconds, a number or digits
+            parsed = None if seconds is None else iso_timestamp(seconds)
         if parsed is None:
             self._fail(key, "must be a valid date")
         else:

@@ -81,7 +81,12 @@ def validation_response(errors: Mapping[str, list[str]]) -> web.Response:
 
 
 def reply_response(reply: Reply) -> web.Response:
-    """A resource's ``Reply`` as a response; no body at all for a 204, as Laravel sends it."""
+    """A resource's ``Reply`` as a response; no body at all for a 204, as Laravel sends it.
+
+    A reply of bytes (a payload download) goes out as they are, with its content type.
+    """
+    if reply.raw is not None:
+        return web.Response(status=reply.status, body=reply.raw, content_type=reply.content_type)
     if reply.body is None:
         return web.Response(status=reply.status)
     return json_response(reply.status, reply.body)

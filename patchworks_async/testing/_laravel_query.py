@@ -1,4 +1,4 @@
-"""Pure helpers for the fake's Laravel-style lists: query parsing, filtering, sorting, pages.
+"""Pure helpers for the fake's Laravel-style lists: query parsing, sorting, fields, pages.
 
 The Core API is a Laravel application whose list routes combine three pieces of the
 framework's ecosystem, and a client has to cope with each one's exact behaviour:
@@ -11,7 +11,8 @@ framework's ecosystem, and a client has to cope with each one's exact behaviour:
   ``meta``: out-of-range pages are empty rather than errors, ``last_page`` is at least 1,
   and every link keeps the request's other query parameters.
 
-Everything here is a plain function of its arguments (no aiohttp, no clock, no event loop),
+The filters themselves live in ``_filters``. Everything here is a plain function of its
+arguments (no aiohttp, no clock, no event loop),
 so the rules can be unit-tested exhaustively, and each request does O(n) work over the
 stored items plus an O(n log n) sort, copying only the page it returns.
 """
@@ -31,15 +32,11 @@ __all__ = [
     "MAX_PER_PAGE",
     "PER_PAGE_MESSAGE",
     "FilterFactory",
+    "Item",
     "ListQuery",
     "ListSpec",
     "Predicate",
     "QueryError",
-    "boolean_filter",
-    "exact_filter",
-    "filter_items",
-    "int_filter",
-    "int_range_filter",
     "laravel_integer",
     "page_url",
     "paginate",
@@ -51,7 +48,6 @@ __all__ = [
     "parse_page",
     "parse_per_page",
     "parse_sorts",
-    "partial_filter",
     "php_query",
     "select_fields",
     "sort_items",
@@ -60,6 +56,7 @@ __all__ = [
 ]
 
 Item: TypeAlias = Mapping[str, Any]
+"""A stored record as lists see it."""
 Predicate: TypeAlias = Callable[[Item], bool]
 FilterFactory: TypeAlias = Callable[[str, str], Predicate]
 """Builds the predicate of one filter from its name and raw value; raises QueryError (422)
@@ -67,7 +64,7 @@ when the value cannot mean anything (``filter[enabled]=maybe``)."""
 
 DEFAULT_PER_PAGE: Final = 15
 MAX_PER_PAGE: Final = 100
-PER_PAGE_MESSAGE: Final = "The per page field must be between 1 and 100."
+PER_PAGE_MESSAGE: Final = "The per page field must be at least 1."
 
 
 class QueryError(Exception):
@@ -151,7 +148,9 @@ def parse_page(query: Mapping[str, str]) -> int:
 
 
 def parse_per_page(query: Mapping[str, str]) -> int:
-    """``per_page``: 15 when absent or blank; an integer 1..100, else a 422.
+    """``per_page``: 15 when absent or blank; an integer >= 1, capped at 100; else a 422.
+
+    Larger values are capped, not refused: the vendor's own clients ask for 200 and 250.
 
     Raises:
         QueryError: 422 ``{"errors": {"per_page": [...]}}``.
@@ -160,9 +159,9 @@ def parse_per_page(query: Mapping[str, str]) -> int:
     if raw == "":
         return DEFAULT_PER_PAGE
     per_page = laravel_integer(raw)
-    if per_page is None or not 1 <= per_page <= MAX_PER_PAGE:
+    if per_page is None or per_page < 1:
         raise _invalid("per_page", PER_PAGE_MESSAGE)
-    return per_page
+    return min(per_page, MAX_PER_PAGE)
 
 
 def _bracketed(query: Mapping[str, str], name: str) -> dict[str, str]:
@@ -229,11 +228,14 @@ def parse_sorts(query: Mapping[str, str], allowed: Sequence[str]) -> tuple[tuple
 def parse_fields(query: Mapping[str, str], resource: str) -> frozenset[str] | None:
     """``fields[resource]=f1,f2``: the keys to keep (``id`` always), or None for all.
 
+    The resource is named as its table (``flow_runs``) or in camel case (``flowRuns``).
     Field names the resource lacks are ignored rather than refused: which fields the real
     API allows is not documented, and a fake stricter than the service would fail clients
     that work.
     """
-    raw = query.get(f"fields[{resource}]", "")
+    head, *rest = resource.split("_")
+    camel = head + "".join(part.title() for part in rest)
+    raw = query.get(f"fields[{resource}]", "") or query.get(f"fields[{camel}]", "")
     names = _names(raw)
     return frozenset({"id", *names}) if names else None
 
@@ -293,125 +295,6 @@ def parse_list_query(query: Mapping[str, str], spec: ListSpec) -> ListQuery:
         includes=includes,
         fields=parse_fields(query, spec.resource),
     )
-
-
-# --------------------------------------------------------------------------- filters
-
-
-def _values(raw: str) -> list[str]:
-    """spatie splits a filter value on commas: ``a,b`` means IN (a, b)."""
-    return [part.strip() for part in raw.split(",")]
-
-
-def partial_filter(key: str) -> FilterFactory:
-    """spatie's default filter: case-insensitive substring (``LIKE %v%``), any of ``a,b``."""
-
-    def build(_name: str, raw: str) -> Predicate:
-        """Items whose ``key`` contains any of the comma-separated needles."""
-        needles = [value.casefold() for value in _values(raw)]
-        if len(needles) == 1:  # the usual case, without a generator per item
-            needle = needles[0]
-            return lambda item: needle in str(item.get(key) or "").casefold()
-
-        def matches(item: Item) -> bool:
-            """True if any needle is in the item's value."""
-            hay = str(item.get(key) or "").casefold()
-            return any(needle in hay for needle in needles)
-
-        return matches
-
-    return build
-
-
-def exact_filter(key: str) -> FilterFactory:
-    """``AllowedFilter::exact`` on a string column: equal to one of ``a,b``."""
-
-    def build(_name: str, raw: str) -> Predicate:
-        """Items whose ``key``, as a string, is one of the listed values."""
-        wanted = frozenset(_values(raw))
-
-        def matches(item: Item) -> bool:
-            """True if the item's value is one of those wanted (null never is)."""
-            value = item.get(key)
-            return value is not None and str(value) in wanted
-
-        return matches
-
-    return build
-
-
-def _integers(name: str, raw: str) -> frozenset[int]:
-    """The integers of a filter value ``1,2``; any other value is a 422."""
-    parsed = [laravel_integer(value) for value in _values(raw)]
-    if any(value is None for value in parsed):
-        raise _invalid(f"filter.{name}", f"The filter.{name} field must be an integer.")
-    return frozenset(value for value in parsed if value is not None)
-
-
-def int_filter(key: str) -> FilterFactory:
-    """``AllowedFilter::exact`` on an integer column: one of ``1,2``; other values are a 422."""
-
-    def build(name: str, raw: str) -> Predicate:
-        """Items whose integer ``key`` is one of the listed integers."""
-        wanted = _integers(name, raw)
-
-        def matches(item: Item) -> bool:
-            """True if the item's value is an int among those wanted."""
-            value = item.get(key)
-            return isinstance(value, int) and value in wanted
-
-        return matches
-
-    return build
-
-
-def int_range_filter(key: str, *, lower: bool) -> FilterFactory:
-    """A bound on an integer column (``started_after`` is ``>=``, ``started_before`` ``<=``)."""
-
-    def build(name: str, raw: str) -> Predicate:
-        """Items whose numeric ``key`` is on the right side of the bound."""
-        bound = laravel_integer(raw)
-        if bound is None:
-            raise _invalid(f"filter.{name}", f"The filter.{name} field must be an integer.")
-
-        def matches(item: Item) -> bool:
-            """True if the item's value is a number within the bound."""
-            value = item.get(key)
-            if not isinstance(value, int | float):
-                return False
-            return value >= bound if lower else value <= bound
-
-        return matches
-
-    return build
-
-
-_TRUE: Final = frozenset({"true", "1"})
-_FALSE: Final = frozenset({"false", "0"})
-
-
-def boolean_filter(test: Callable[[Item], bool]) -> FilterFactory:
-    """A scope taking ``true``/``false``/``1``/``0``: items where ``test`` agrees; else 422."""
-
-    def build(name: str, raw: str) -> Predicate:
-        """Items where ``test`` gives the flag's answer."""
-        flag = raw.lower()
-        if flag not in _TRUE | _FALSE:
-            raise _invalid(f"filter.{name}", f"The filter.{name} field must be true or false.")
-        wanted = flag in _TRUE
-        return lambda item: test(item) is wanted
-
-    return build
-
-
-def filter_items(items: Iterable[Item], predicates: Sequence[Predicate]) -> list[Item]:
-    """The items every predicate accepts, in their original order (references, not copies)."""
-    if not predicates:
-        return list(items)
-    found = [item for item in items if predicates[0](item)]
-    for predicate in predicates[1:]:  # one pass per filter: no generator per item
-        found = [item for item in found if predicate(item)]
-    return found
 
 
 # --------------------------------------------------------------------------- sorting

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 from ._checks import as_id
+from ._filters import exact_filter, partial_filter
 from ._form import Form
-from ._laravel_query import ListSpec, exact_filter, partial_filter
+from ._laravel_query import ListSpec
 from ._resources import (
     SEED_TIMESTAMP,
     CoreRequest,

@@ -16,15 +16,16 @@ same order, so this module is that order, step by step:
 
 Each step asks one collaborator (``Auth``, ``RateLimits``, ``FaultInjector``, ``Holds``,
 the route handlers) and every outcome is written to ``Records``. The ``/_fake/`` admin
-routes bypass all of it: no auth, no throttle, no faults, never held.
+routes (records, switches, holds) bypass all of it: no auth, no throttle, no faults,
+never held.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 import attrs
 from aiohttp import web
@@ -32,7 +33,15 @@ from aiohttp import web
 from ._auth import Auth
 from ._faults import FaultInjector
 from ._holds import Holds
-from ._http import Call, Handler, Shutdown, json_response, message_response, read_body
+from ._http import (
+    Call,
+    Handler,
+    Shutdown,
+    json_response,
+    message_response,
+    parse_object,
+    read_body,
+)
 from ._rate_limits import RateLimits, rate_headers, too_many_response
 from ._records import Records
 from ._routes import ADMIN_PREFIX, Match, kind_of_path, match_route
@@ -99,6 +108,7 @@ class RequestPipeline:
         holds: Holds,
         shutdown: Shutdown,
         handlers: Mapping[str, Handler],
+        configure: Callable[..., dict[str, Any]],
         max_body_bytes: int,
         latency: float | tuple[float, float],
         seed: int | None,
@@ -113,6 +123,8 @@ class RequestPipeline:
             holds: Where a request (step 1) or its reply (step 8) may wait.
             shutdown: Ends the latency sleep when the fake closes.
             handlers: Step 7: each route's logic, by the handler name its route gives.
+            configure: Sets the fake's switches (``POST /_fake/settings``); raises
+                ValueError on a bad one.
             max_body_bytes: Step 3's limit.
             latency: Step 1's delay.
             seed: Seed of the jitter RNG, for reproducible arrival times.
@@ -124,6 +136,7 @@ class RequestPipeline:
         self._holds = holds
         self._shutdown = shutdown
         self._handlers = handlers
+        self._configure = configure
         self.max_body_bytes = max_body_bytes
         self.latency = latency
         self._rng = random.Random(seed)
@@ -189,7 +202,7 @@ class RequestPipeline:
         return _Outcome(response, processed=True, verdict=verdict)
 
     async def _admin(self, request: web.Request) -> web.Response:
-        """``/_fake/...``: records and holds, for a fake in another process.
+        """``/_fake/...``: records, switches and holds, for a fake in another process.
 
         Outside the API: no auth, no throttle, no faults, never held.
         """
@@ -199,4 +212,12 @@ class RequestPipeline:
             self._records.reset()
             self._rate_limits.reset()
             return web.json_response({"message": "reset"})
+        if request.path == f"{ADMIN_PREFIX}settings" and request.method == "POST":
+            switches = parse_object(await request.read())
+            try:
+                if switches is None:
+                    raise ValueError("the body must be a JSON object")
+                return web.json_response(self._configure(**switches))
+            except ValueError as exc:
+                return message_response(400, str(exc))
         return await self._holds.admin(request)

@@ -56,6 +56,21 @@ class RemoteFake:
         """Forget every record and close the throttle windows (``POST /_fake/reset``)."""
         await self._call_admin("POST", "reset")
 
+    async def configure(self, **switches: Any) -> dict[str, Any]:
+        """Set the server's switches, as ``FakePatchworks.configure`` does.
+
+        Args:
+            **switches: ``run_id_key``, ``wrap_writes_in_data``, ``queue_delay``,
+                ``run_duration``, ``run_outcome``.
+
+        Returns:
+            Every switch's value, after the change.
+
+        Raises:
+            ValueError: On an unknown switch or a bad value (nothing changes then).
+        """
+        return await self._call_admin("POST", "settings", body=switches)
+
     async def hold(self, route: RouteKind | None = "start", when: HoldPhase = "after") -> int:
         """Make the server hold matching requests, as ``FakePatchworks.hold`` does.
 

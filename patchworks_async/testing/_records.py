@@ -64,17 +64,25 @@ class ReceivedRequest:
 
 @attrs.frozen
 class StartedRun:
-    """A flow run the fake accepted (and would have queued) on a start or manual route.
+    """A start the fake accepted on a start or manual route (standard or raw).
 
     Attributes:
-        run_id: The run id sent back in the reply.
+        run_id: The id of the run the start is (``/manual``) or becomes once the queue
+            picks it up (``/start``): the id the reply carries, unless ``run_id_key`` is
+            None.
         flow_id: The flow started.
         version_id: The version started (the deployed one when the URL omitted it).
-        payload: The ``payload`` string exactly as received (not trimmed).
+        payload: The payload as text: the ``payload`` string exactly as received (not
+            trimmed), a raw start's body decoded as UTF-8, or "" for an empty start.
         manual: True for the manual-initialise route, False for start.
-        flow_variables: The ``flow_variables`` field if sent (object or list), else None.
-        virtual_environment_id: The ``virtual_environment_id`` field if sent, else None.
+        flow_variables: The ``flow_variables`` sent, decoded (it travels as a JSON
+            string, or an object), else None.
+        virtual_environment_id: The ``virtual_environment_id`` sent, else None.
         received_at: ``time.monotonic()`` when the request arrived (after latency).
+        raw: True for the raw variant (the body was the payload).
+        payload_bytes: The bytes stored for the payload, as a download answers them.
+        payload_metadata_id: The metadata record of the stored payload.
+        scheduled_flow_id: The queue item of a ``/start``; None for ``/manual``.
     """
 
     run_id: int
@@ -85,6 +93,10 @@ class StartedRun:
     flow_variables: dict[str, Any] | list[Any] | None
     virtual_environment_id: int | None
     received_at: float
+    raw: bool = False
+    payload_bytes: bytes = b""
+    payload_metadata_id: int | None = None
+    scheduled_flow_id: int | None = None
 
 
 class Records:
@@ -145,6 +157,7 @@ class Records:
                     "version_id": run.version_id,
                     "payload": run.payload,
                     "manual": run.manual,
+                    "raw": run.raw,
                     "received_at": run.received_at,
                 }
                 for run in self.starts

@@ -19,11 +19,11 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from ._filters import filter_items
 from ._laravel_query import (
     ListQuery,
     ListSpec,
     QueryError,
-    filter_items,
     paginate,
     paginator_body,
     parse_fields,
@@ -77,10 +77,19 @@ class CoreRequest:
 
 @attrs.frozen
 class Reply:
-    """A route's answer: status and JSON body, or no body at all (None, for a 204)."""
+    """A route's answer: status and JSON body, or no body at all (None, for a 204).
+
+    Attributes:
+        status: The HTTP status.
+        body: The JSON body, or None for none (a 204, or a reply of bytes).
+        raw: Bytes to send as they are instead of JSON (a payload download).
+        content_type: The ``Content-Type`` of ``raw``.
+    """
 
     status: int
     body: dict[str, Any] | None
+    raw: bytes | None = None
+    content_type: str = "application/octet-stream"
 
 
 CoreRoute: TypeAlias = Callable[[CoreRequest], Reply]

@@ -1,11 +1,12 @@
 """The fake's map of the Patchworks API: every route, and how a request finds its own.
 
 The three services live under one server, each under its own path prefix, as in the real
-deployment: ``/fabric`` (login), ``/core`` (the Core API resources) and ``/start`` (start
-and manual initialise). ``ROUTES`` is the whole API on one screen; each entry names the
-handler that answers it, so the table stays plain data and the handlers stay where their
-logic lives. A path the API does not serve is a JSON 404, and a known path with the wrong
-method a 405 with ``Allow``, as Laravel answers.
+deployment: ``/fabric`` (login, at both documented paths), ``/core`` (the Core API
+resources) and ``/start`` (start and manual initialise, standard and raw). ``ROUTES`` is
+the whole API on one screen; each entry names the handler that answers it, so the table
+stays plain data and the handlers stay where their logic lives. A path the API does not
+serve is a JSON 404, and a known path with the wrong method a 405 with ``Allow``, as
+Laravel answers.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ RouteKind: TypeAlias = Literal["core", "start", "manual", "login"]
 ROUTE_KINDS: Final = frozenset({"core", "start", "manual", "login"})
 
 ADMIN_PREFIX: Final = "/_fake/"
-"""Test-only routes (``/_fake/state``, ``/_fake/reset``, ``/_fake/hold``), not part of the API."""
+"""Test-only routes (``/_fake/state``, ``/_fake/reset``, ``/_fake/settings``,
+``/_fake/hold``), not part of the API."""
 
 
 @attrs.frozen
@@ -63,21 +65,47 @@ def _core_route(method: str, template: str, handler: str) -> Route:
     return Route(method, re.compile(f"/core/api/v1{pattern}"), "core", handler)
 
 
+def _start_route(route: str, *, raw: bool) -> Route:
+    """A Start service route; the version segment, when there is one, is digits."""
+    kind: RouteKind = "manual" if route == "manual" else "start"
+    suffix = "/raw" if raw else ""
+    pattern = rf"/start/api/v1/flows/(?P<flow_id>[^/]+)/{route}{suffix}(?:/(?P<version_id>\d+))?"
+    return Route("POST", re.compile(pattern), kind, "start_raw_flow" if raw else "start_flow")
+
+
+_FLOW: Final = "/flows/{flow_id}"
+_VERSION: Final = f"{_FLOW}/versions/{{version_id}}"
+_RUN: Final = "/flow-runs/{run_id}"
 _LOOKUP: Final = "/cross-reference-lookups/{lookup_id}"
 
 ROUTES: Final = (
     Route("POST", re.compile(r"/fabric/api/v1/login"), "login", "login"),
+    Route("POST", re.compile(r"/fabric/api/login"), "login", "login"),
     _core_route("GET", "/flows", "list_flows"),
     _core_route("POST", "/flows", "create_flow"),
     _core_route("POST", "/flows/export", "export_flow"),
     _core_route("POST", "/flows/import", "import_flow"),
-    _core_route("GET", "/flows/{flow_id}", "get_flow"),
-    _core_route("PUT", "/flows/{flow_id}", "update_flow"),
-    _core_route("DELETE", "/flows/{flow_id}", "delete_flow"),
-    _core_route("POST", "/flows/{flow_id}/duplicate", "duplicate_flow"),
-    _core_route("PATCH", "/flows/{flow_id}/layout-direction", "toggle_layout_direction"),
+    _core_route("GET", _FLOW, "get_flow"),
+    _core_route("PUT", _FLOW, "update_flow"),
+    _core_route("DELETE", _FLOW, "delete_flow"),
+    _core_route("POST", f"{_FLOW}/duplicate", "duplicate_flow"),
+    _core_route("PATCH", f"{_FLOW}/layout-direction", "toggle_layout_direction"),
+    _core_route("GET", f"{_FLOW}/versions", "list_flow_versions"),
+    _core_route("POST", f"{_FLOW}/versions", "create_flow_version"),
+    _core_route("GET", _VERSION, "get_flow_version"),
+    _core_route("PUT", _VERSION, "update_flow_version"),
+    _core_route("DELETE", _VERSION, "delete_flow_version"),
     _core_route("GET", "/flow-runs", "list_flow_runs"),
-    _core_route("GET", "/flow-runs/{run_id}", "get_flow_run"),
+    _core_route("GET", _RUN, "get_flow_run"),
+    _core_route("POST", f"{_RUN}/retry", "retry_flow_run"),
+    _core_route("GET", f"{_RUN}/flow-run-logs", "list_flow_run_logs"),
+    _core_route("GET", "/payload-metadata", "list_payload_metadata"),
+    _core_route("GET", "/payload-metadata/{metadata_id}/download", "download_payload"),
+    _core_route("GET", "/scheduled-flows", "list_scheduled_flows"),
+    _core_route("DELETE", "/scheduled-flows/{item_id}", "delete_scheduled_flow"),
+    _core_route(
+        "GET", "/flow-version-deployments/virtual-environments", "list_virtual_environments"
+    ),
     _core_route("GET", "/cross-reference-lookups", "list_lookups"),
     _core_route("POST", "/cross-reference-lookups", "create_lookup"),
     _core_route("GET", _LOOKUP, "get_lookup"),
@@ -87,18 +115,10 @@ ROUTES: Final = (
     _core_route("POST", f"{_LOOKUP}/values", "create_lookup_value"),
     _core_route("PUT", f"{_LOOKUP}/values/{{value_id}}", "update_lookup_value"),
     _core_route("DELETE", f"{_LOOKUP}/values/{{value_id}}", "delete_lookup_value"),
-    Route(
-        "POST",
-        re.compile(r"/start/api/v1/flows/(?P<flow_id>[^/]+)/start(?:/(?P<version_id>[^/]+))?"),
-        "start",
-        "start_flow",
-    ),
-    Route(
-        "POST",
-        re.compile(r"/start/api/v1/flows/(?P<flow_id>[^/]+)/manual(?:/(?P<version_id>[^/]+))?"),
-        "manual",
-        "start_flow",
-    ),
+    _start_route("start", raw=True),
+    _start_route("manual", raw=True),
+    _start_route("start", raw=False),
+    _start_route("manual", raw=False),
 )
 """Every API route, in the order the router tries them."""
 

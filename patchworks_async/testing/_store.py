@@ -1,23 +1,33 @@
-"""The fake's Core API as one object: flows, flow runs and lookups, without any HTTP.
+"""The fake's Core API as one object: every resource and route, without any HTTP.
 
 ``FakePatchworks`` owns the sockets, auth and throttle; the ``Store`` owns the Core API
-data and routes, each resource in its own module (``_flows``, ``_flow_runs``,
-``_lookups``) and this class composing them. It is the one handle the server needs: live
-dicts for tests to read and edit, seeding, the start hook that creates a run, and every
-Core API route by the name ``_routes.ROUTES`` gives it. Every route is a plain method
-(``CoreRequest`` in, ``Reply`` out), so the whole API can be driven synchronously.
+data and routes, each resource in its own module and this class composing them: flows
+and their versions (``_flows``, ``_versions``), runs (``_flow_runs``) with their logs
+(``_logs``), payloads (``_payloads``) and queue (``_queue``), tied together by
+``_lifecycle`` on the lazy ``_timeline``; virtual environments (``_environments``) and
+lookups (``_lookups``). It is the one handle the server needs: live dicts for tests to
+read and edit, seeding, the start hook, and every Core API route by the name
+``_routes.ROUTES`` gives it. Every route is a plain method (``CoreRequest`` in, ``Reply``
+out), so the whole API can be driven synchronously.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ._environments import VirtualEnvironments
 from ._flow_runs import FlowRuns
 from ._flows import Flows
+from ._lifecycle import RunLifecycle, Started, StartOrder
+from ._logs import RunLogs
 from ._lookups import Lookups
+from ._payloads import Payloads
+from ._queue import RunQueue
 from ._resources import CoreRequest, CoreRoute, Reply
+from ._switches import Switches
+from ._timeline import Timeline
 
 __all__ = ["Store"]
 
@@ -25,11 +35,9 @@ __all__ = ["Store"]
 class Store:
     """All Core API state and route logic of one ``FakePatchworks``.
 
-    Args:
-        run_duration: Seconds a started run stays STARTED before it finishes.
-        run_outcome: The status a started run finishes with (2 to 5).
-        wall: Clock for timestamps (Unix seconds); injectable for tests.
-        mono: Clock deciding when runs finish; injectable for tests.
+    Attributes:
+        switches: The behaviour switches every resource reads (settable through
+            ``FakePatchworks``; checked there).
     """
 
     def __init__(
@@ -37,15 +45,66 @@ class Store:
         *,
         run_duration: float = 0.5,
         run_outcome: int = 2,
+        queue_delay: float = 0.5,
+        run_id_key: str | None = "flow_run_id",
+        wrap_writes_in_data: bool = True,
         wall: Callable[[], float] = time.time,
         mono: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Compose the resources, which share the clocks (runs also read the flows)."""
-        self._flows = Flows(wall=wall)
-        self._runs = FlowRuns(
-            self._flows, run_duration=run_duration, run_outcome=run_outcome, wall=wall, mono=mono
+        """Compose the resources, which share the clocks and the switches.
+
+        Args:
+            run_duration: Seconds a run stays STARTED before it finishes.
+            run_outcome: The status a run finishes with (2 to 5).
+            queue_delay: Seconds a ``/start`` waits in the queue before it runs.
+            run_id_key: Where start and retry replies put the run id.
+            wrap_writes_in_data: Whether write replies wrap their record in ``data``.
+            wall: Clock for timestamps (Unix seconds); injectable for tests.
+            mono: Clock deciding when queued starts run and runs finish; injectable.
+        """
+        self._ahead = 0.0  # seconds the data's clocks run ahead of the real ones (advance)
+        real_wall, real_mono = wall, mono
+
+        def wall_ahead() -> float:
+            return real_wall() + self._ahead
+
+        def mono_ahead() -> float:
+            return real_mono() + self._ahead
+
+        wall = wall_ahead
+
+        self.switches = Switches(
+            run_id_key=run_id_key,
+            wrap_writes_in_data=wrap_writes_in_data,
+            queue_delay=queue_delay,
+            run_duration=run_duration,
+            run_outcome=run_outcome,
         )
+        timeline = Timeline(mono_ahead)
+        self._flows = Flows(self.switches, wall=wall)
+        self._logs = RunLogs(lambda run_id: run_id in self._runs.runs)
+        self._runs = FlowRuns(self._flows, self._logs, timeline, self.switches, wall=wall)
+        self._payloads = Payloads(self._logs.logs, timeline.settle)
+        self._queue = RunQueue(
+            self._flows.flows, self._flows.versions, self._payloads.records, timeline
+        )
+        self._lifecycle = RunLifecycle(
+            runs=self._runs,
+            logs=self._logs,
+            payloads=self._payloads,
+            queue=self._queue,
+            timeline=timeline,
+            switches=self.switches,
+            wall=wall,
+        )
+        self._environments = VirtualEnvironments()
         self._lookups = Lookups(wall=wall)
+        self._timeline = timeline
+
+    def advance(self, seconds: float) -> None:
+        """Move the data's clocks on: what was due within ``seconds`` happens now."""
+        self._ahead += seconds
+        self._timeline.settle()
 
     # ------------------------------------------------------------------ data
 
@@ -61,8 +120,35 @@ class Store:
 
     @property
     def flow_runs(self) -> dict[int, dict[str, Any]]:
-        """Every run, brought up to date first (runs past their duration have finished)."""
+        """Every run, brought up to date first (due pickups and finishes applied)."""
         return self._runs.runs
+
+    @property
+    def flow_run_logs(self) -> dict[int, dict[str, Any]]:
+        """Every run log by id, brought up to date first; a live dict."""
+        self._timeline.settle()
+        return self._logs.logs
+
+    @property
+    def payload_metadata(self) -> dict[int, dict[str, Any]]:
+        """Payload metadata by id; a live dict."""
+        return self._payloads.records
+
+    @property
+    def payloads(self) -> dict[str, tuple[bytes, str]]:
+        """Stored payload bytes and content type by ``payload_store_reference``."""
+        return self._payloads.blobs
+
+    @property
+    def scheduled_flows(self) -> dict[int, dict[str, Any]]:
+        """Queued starts not picked up yet, brought up to date first; a live dict."""
+        self._timeline.settle()
+        return self._queue.items
+
+    @property
+    def virtual_environments(self) -> dict[int, dict[str, Any]]:
+        """Virtual environments by id; a live dict."""
+        return self._environments.environments
 
     @property
     def lookups(self) -> dict[int, dict[str, Any]]:
@@ -74,24 +160,6 @@ class Store:
         """Lookup rows by id; a live dict."""
         return self._lookups.values
 
-    @property
-    def run_duration(self) -> float:
-        """Seconds a started run stays STARTED; applies to later starts."""
-        return self._runs.run_duration
-
-    @run_duration.setter
-    def run_duration(self, value: float) -> None:
-        self._runs.run_duration = value
-
-    @property
-    def run_outcome(self) -> int:
-        """The status later runs finish with."""
-        return self._runs.run_outcome
-
-    @run_outcome.setter
-    def run_outcome(self, value: int) -> None:
-        self._runs.run_outcome = value
-
     # ------------------------------------------------------------------ seeding and starts
 
     def add_flow(
@@ -100,11 +168,12 @@ class Store:
         *,
         versions: Iterable[int] = (),
         deployed_version: int | None = None,
+        labels: Iterable[str | Mapping[str, Any]] = (),
         **fields: Any,
     ) -> dict[str, Any]:
         """Seed one flow and its versions; see ``FakePatchworks.add_flow``."""
         return self._flows.add_flow(
-            name, versions=versions, deployed_version=deployed_version, **fields
+            name, versions=versions, deployed_version=deployed_version, labels=labels, **fields
         )
 
     def add_flows(
@@ -133,24 +202,28 @@ class Store:
         """Seed a lookup and its rows; see ``FakePatchworks.add_lookup``."""
         return self._lookups.add_lookup(name, rows=rows, **fields)
 
-    def new_run_id(self) -> int:
-        """Allocate the next flow run id (shared by starts and seeded runs)."""
-        return self._runs.new_run_id()
+    def add_virtual_environment(self, name: str, **fields: Any) -> dict[str, Any]:
+        """Seed a virtual environment; see ``FakePatchworks.add_virtual_environment``."""
+        return self._environments.add(name, **fields)
 
-    def record_start(
-        self,
-        run_id: int,
-        flow_id: int,
-        version_id: int,
-        *,
-        manual: bool,
-        payload_size: int,
-        at: float,
-    ) -> dict[str, Any]:
-        """Create the STARTED run of an accepted start; see ``FlowRuns.record_start``."""
-        return self._runs.record_start(
-            run_id, flow_id, version_id, manual=manual, payload_size=payload_size, at=at
-        )
+    def clear_runs(self) -> None:
+        """Forget every run, queued start, run log and payload, and what was due to happen.
+
+        Flows, versions, lookups and environments stay; ids are not reused.
+        """
+        self._timeline.clear()
+        for records in (
+            self._runs.runs,
+            self._queue.items,
+            self._logs.logs,
+            self._payloads.records,
+            self._payloads.blobs,
+        ):
+            records.clear()
+
+    def start(self, order: StartOrder) -> Started:
+        """Store an accepted start's payload, then queue it or run it; see ``_lifecycle``."""
+        return self._lifecycle.start(order)
 
     # ------------------------------------------------------------------ routes
 
@@ -160,7 +233,8 @@ class Store:
         The map holds the resources' own methods, not the delegates below, so that a
         request served over HTTP costs no extra call.
         """
-        flows, runs, lookups = self._flows, self._runs, self._lookups
+        flows, versions, runs = self._flows, self._flows.version_routes, self._runs
+        lookups = self._lookups
         return {
             route.__name__: route
             for route in (
@@ -173,8 +247,20 @@ class Store:
                 flows.delete_flow,
                 flows.duplicate_flow,
                 flows.toggle_layout_direction,
+                versions.list_flow_versions,
+                versions.create_flow_version,
+                versions.get_flow_version,
+                versions.update_flow_version,
+                versions.delete_flow_version,
                 runs.list_flow_runs,
                 runs.get_flow_run,
+                self._lifecycle.retry_flow_run,
+                self._logs.list_flow_run_logs,
+                self._payloads.list_payload_metadata,
+                self._payloads.download_payload,
+                self._queue.list_scheduled_flows,
+                self._queue.delete_scheduled_flow,
+                self._environments.list_virtual_environments,
                 lookups.list_lookups,
                 lookups.create_lookup,
                 lookups.get_lookup,
@@ -187,7 +273,15 @@ class Store:
             )
         }
 
-    # Each route again as a method of its own, to drive the API synchronously by name.
+    def route(self, name: str, request: CoreRequest) -> Reply:
+        """Answer ``request`` with the route named ``name``, to drive the API synchronously.
+
+        Raises:
+            KeyError: If no route has that name.
+        """
+        return self.routes()[name](request)
+
+    # The original routes again as methods of their own (``route`` serves every one).
 
     def list_flows(self, request: CoreRequest) -> Reply:
         """``GET /flows``."""

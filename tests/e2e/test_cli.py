@@ -132,6 +132,8 @@ async def test_fake_server_serves_until_interrupted() -> None:
         assert process.stdout is not None
         ready = json.loads(await asyncio.wait_for(process.stdout.readline(), 30))
         api_key = ready.pop("api_key")
+        # /start queues (PATCHWORKS_API.md): no queue delay, so the run can be read at once.
+        await RemoteFake(urls=ready, api_key=api_key).configure(queue_delay=0)
         async with PatchworksClient(api_key=api_key, **ready) as pw:
             started = await pw.flows.start(101, 9001, "from another process")
             run = await pw.flow_runs.get(started.id)
@@ -448,7 +450,8 @@ async def in_process(*argv: str, fake: FakePatchworks) -> int:
 
 @pytest.fixture
 async def never_ending() -> AsyncGenerator[FakePatchworks, None]:
-    async with FakePatchworks(run_duration=3600) as fake:
+    # /start queues (PATCHWORKS_API.md): no queue delay, so the run is running at once.
+    async with FakePatchworks(run_duration=3600, queue_delay=0) as fake:
         yield fake
 
 

@@ -144,14 +144,14 @@ class TestStart:
                 virtual_environment_id=4,
             )
         assert started.id == fake.starts[0].run_id
-        assert started.message == "flow initialised"
+        assert started.message == "Flow initialised."  # the webhook trigger's documented reply
         (request,) = fake.received
         assert request.path == "/start/api/v1/flows/101/start/9001"
         assert request.json() == {
             "payload": '{"orders":[1,2]}',
             "flow_id": 101,
             "version_id": 9001,
-            "flow_variables": {"region": "eu"},
+            "flow_variables": '{"region":"eu"}',  # a JSON string, as the reference types it
             "virtual_environment_id": 4,
         }
 
@@ -371,7 +371,8 @@ class TestAuthentication:
         for secret in (fake.password, *tokens):
             assert secret not in logged
         login_body = json.loads(next(r.body for r in fake.received if r.route == "login"))
-        assert login_body == {"email": fake.email, "password": fake.password}
+        # Both documented login bodies at once: the Fabric one reads email, the app one username.
+        assert login_body == {"email": fake.email, "username": fake.email, "password": fake.password}
 
 
 def _closed_port() -> int:

@@ -23,7 +23,7 @@ def test_the_readme_opens_with_code_that_runs() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert re.search(r"flow run \d+ - flow initialised", result.stdout)
+    assert re.search(r"flow run \d+ - Flow initialised\.", result.stdout)
     assert "Orders to ERP [9001, 9002]" in result.stdout
 
 

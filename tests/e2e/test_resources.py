@@ -165,7 +165,7 @@ class TestFlowOperations:
         async with client_for(fake, rate_limits=FAST) as pw:
             copy = await pw.flows.duplicate(101, 9002)
         assert fake.received[-1].json() == {"flow_version_id": 9002}
-        assert copy.name == "Orders to ERP (copy)"
+        assert copy.name == "Orders to ERP (1)"  # the copy's name gets an incremental number
 
     async def test_toggle_layout_direction_answers_no_content(self, fake: FakePatchworks) -> None:
         async with client_for(fake, rate_limits=FAST) as pw:
@@ -194,7 +194,8 @@ class TestFlowOperations:
 
 class TestFlowRuns:
     async def test_a_started_run_can_be_read_and_waited_for(self) -> None:
-        async with FakePatchworks(run_duration=0.3) as fake, client_for(
+        # /start queues (PATCHWORKS_API.md): no queue delay, so the run can be read at once.
+        async with FakePatchworks(run_duration=0.3, queue_delay=0) as fake, client_for(
             fake, rate_limits=FAST
         ) as pw:
             started = await pw.flows.start(101, 9001, "x")
@@ -206,10 +207,11 @@ class TestFlowRuns:
         assert done.status is FlowRunStatus.SUCCESS
         assert done.finished_at is not None
         assert done.started_at is not None
-        assert done.started_at.tzinfo is not None  # Unix milliseconds became an aware datetime
+        assert done.started_at.tzinfo is not None  # an ISO date-time became an aware datetime
 
     async def test_waiting_past_the_timeout_raises_with_the_last_status(self) -> None:
-        async with FakePatchworks(run_duration=30) as fake, client_for(
+        # /start queues (PATCHWORKS_API.md): no queue delay, so the run is running at once.
+        async with FakePatchworks(run_duration=30, queue_delay=0) as fake, client_for(
             fake, rate_limits=FAST
         ) as pw:
             started = await pw.flows.start(101, 9001, "x")

@@ -410,7 +410,8 @@ def test_bad_ids_are_refused_as_a_start_refuses_them(kwargs: dict[str, Any]) -> 
 
 
 def test_unserialisable_flow_variables_are_refused() -> None:
-    with pytest.raises(PayloadError):
+    """An argument of the start, not its payload: a ConfigurationError (since 0.2)."""
+    with pytest.raises(ConfigurationError, match="flow_variables"):
         chunk_records([1], flow_variables={"x": object()})
 
 

@@ -159,7 +159,7 @@ def test_the_body_holds_payload_ids_and_optional_fields_only_when_given() -> Non
         "payload": "x",
         "flow_id": 101,
         "version_id": 9001,
-        "flow_variables": {"k": "v"},
+        "flow_variables": '{"k":"v"}',  # a JSON string, as the API reference types it
         "virtual_environment_id": 3,
     }
 
@@ -199,7 +199,7 @@ def test_the_hand_built_body_is_exactly_what_json_makes_of_the_same_object(
     if version_id is not None:
         expected["version_id"] = version_id
     if flow_variables is not None:
-        expected["flow_variables"] = flow_variables
+        expected["flow_variables"] = dumps_compact(flow_variables)  # sent as a JSON string
     if environment is not None:
         expected["virtual_environment_id"] = environment
     assert sent == dumps_compact(expected).encode()

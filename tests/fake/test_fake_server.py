@@ -404,7 +404,7 @@ async def test_get_flow_with_includes(fake: FakePatchworks, session: aiohttp.Cli
     assert [v["id"] for v in data["versions"]] == [9001, 9002]
     assert [v["version"] for v in data["versions"]] == [1, 2]
     assert data["latest_version"]["id"] == 9002
-    assert "labels" not in data
+    assert data["labels"] == []  # flows now carry their labels (PATCHWORKS_API.md: labelled)
     _, _, plain = await get_flow(session, fake)
     assert "versions" not in plain["data"]
 
@@ -451,7 +451,8 @@ async def test_start_and_manual_record_runs(
     fake: FakePatchworks, session: aiohttp.ClientSession
 ) -> None:
     status, headers, body = await start(session, fake)
-    assert (status, body) == (200, {"message": "flow initialised", "flow_run_id": 500001})
+    # The reply's message is the documented "Flow initialised." (PATCHWORKS_API.md).
+    assert (status, body) == (200, {"message": "Flow initialised.", "flow_run_id": 500001})
     assert headers["X-RateLimit-Remaining"] == "239"
     body_in = {
         "payload": "<xml/>",
@@ -461,8 +462,9 @@ async def test_start_and_manual_record_runs(
     status, headers, body = await start(session, fake, "flows/101/manual/9002", body_in)
     assert (status, body["flow_run_id"]) == (200, 500002)
     assert (headers["X-RateLimit-Limit"], headers["X-RateLimit-Remaining"]) == ("10", "9")
+    # flow_variables travels as a JSON-encoded string (PATCHWORKS_API.md); a list is refused.
     status, _, _ = await start(
-        session, fake, "flows/101/start/9002", {"payload": "p", "flow_variables": []}
+        session, fake, "flows/101/start/9002", {"payload": "p", "flow_variables": '{"b": 2}'}
     )
     assert status == 200
     first, second, third = fake.starts
@@ -475,23 +477,31 @@ async def test_start_and_manual_record_runs(
         flow_variables=None,
         virtual_environment_id=None,
         received_at=first.received_at,
+        raw=False,
+        payload_bytes=b'{"order": 1}',
+        payload_metadata_id=1,
+        scheduled_flow_id=1,  # /start queues (PATCHWORKS_API.md)
     )
     assert (second.manual, second.version_id, second.payload) == (True, 9002, "<xml/>")
     assert (second.flow_variables, second.virtual_environment_id) == ({"a": 1}, 7)
-    assert (third.manual, third.flow_variables) == (False, [])
+    assert (third.manual, third.flow_variables) == (False, {"b": 2})
 
 
 @pytest.mark.parametrize(
     ("body", "errors"),
     [
-        ({}, {"payload": ["The payload field is required."]}),
+        # {} is no longer here: empty starts are allowed (PATCHWORKS_API.md).
         ({"payload": None}, {"payload": ["The payload field is required."]}),
         ({"payload": "  \n "}, {"payload": ["The payload field is required."]}),
         ({"payload": {"a": 1}}, {"payload": ["The payload field must be a string."]}),
         ({"payload": 5}, {"payload": ["The payload field must be a string."]}),
-        (
+        (  # flow_variables is a JSON-encoded string (PATCHWORKS_API.md), not an array
             {"payload": "x", "flow_variables": "a=1"},
-            {"flow_variables": ["The flow variables field must be an array."]},
+            {"flow_variables": ["The flow variables field must be a valid JSON string."]},
+        ),
+        (
+            {"payload": "x", "flow_variables": [1]},
+            {"flow_variables": ["The flow variables field must be a string."]},
         ),
         (
             {"payload": "x", "virtual_environment_id": "seven"},
@@ -545,8 +555,10 @@ async def test_empty_body_is_like_an_empty_object(
     status, _, reply = await call(
         session, "POST", f"{fake.start_url}/flows/101/start", headers=key_headers(fake)
     )
-    assert status == 422
-    assert reply["errors"] == {"payload": ["The payload field is required."]}
+    # Empty starts are allowed (PATCHWORKS_API.md): no body starts the flow with no payload.
+    assert status == 200
+    assert reply["flow_run_id"] == fake.starts[0].run_id
+    assert (fake.starts[0].payload, fake.starts[0].payload_bytes) == ("", b"")
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"[1, 2]", b'"payload"', b"\xff\xfe"])
@@ -560,14 +572,16 @@ async def test_malformed_or_non_object_body_is_400(
     assert (status, reply) == (400, {"message": "Malformed JSON."})
 
 
-@pytest.mark.parametrize("key", ["flow_run_id", "run_id", "id", "data.id", "data.flow_run_id"])
+@pytest.mark.parametrize(
+    "key", ["flow_run_id", "run_id", "flowRunId", "id", "data.id", "data.flow_run_id"]
+)
 async def test_run_id_key(session: aiohttp.ClientSession, key: str) -> None:
     async with FakePatchworks(run_id_key=key) as server:
         ids = []
         for _ in range(2):
             status, _, body = await start(session, server)
             assert status == 200
-            assert body["message"] == "flow initialised"
+            assert body["message"] == "Flow initialised."  # the documented message
             holder = body["data"] if key.startswith("data.") else body
             ids.append(holder[key.removeprefix("data.")])
         assert ids == [500001, 500002]
@@ -579,7 +593,7 @@ async def test_run_id_key_is_settable_and_validated(
 ) -> None:
     fake.run_id_key = "data.id"
     assert (await start(session, fake))[2] == {
-        "message": "flow initialised",
+        "message": "Flow initialised.",  # the documented message
         "data": {"id": 500001},
     }
     with pytest.raises(ValueError, match="run_id_key"):

@@ -9,6 +9,7 @@ injected clock; every route is then exercised over real sockets with a plain
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import re
 from collections.abc import AsyncIterator
@@ -19,15 +20,18 @@ import aiohttp
 import pytest
 
 from patchworks_async.testing import FakePatchworks, Fault
-from patchworks_async.testing._laravel_query import (
-    PER_PAGE_MESSAGE,
-    ListSpec,
-    QueryError,
+from patchworks_async.testing._filters import (
     boolean_filter,
     exact_filter,
     filter_items,
     int_filter,
     int_range_filter,
+    partial_filter,
+)
+from patchworks_async.testing._laravel_query import (
+    PER_PAGE_MESSAGE,
+    ListSpec,
+    QueryError,
     laravel_integer,
     page_url,
     paginate,
@@ -39,13 +43,13 @@ from patchworks_async.testing._laravel_query import (
     parse_page,
     parse_per_page,
     parse_sorts,
-    partial_filter,
     php_query,
     select_fields,
     sort_items,
     sort_key,
     validation_body,
 )
+from patchworks_async.testing._lifecycle import StartOrder
 from patchworks_async.testing._resources import CoreRequest, iso_timestamp
 from patchworks_async.testing._store import Store
 
@@ -78,12 +82,16 @@ def test_page_falls_back_to_one_like_laravels_paginator(raw: str | None, page: i
     assert parse_page({} if raw is None else {"page": raw}) == page
 
 
-@pytest.mark.parametrize(("raw", "per_page"), [(None, 15), ("", 15), ("1", 1), ("100", 100)])
+@pytest.mark.parametrize(
+    ("raw", "per_page"),
+    # Over 100 is capped, not refused (PATCHWORKS_API.md: the server accepts or caps).
+    [(None, 15), ("", 15), ("1", 1), ("100", 100), ("101", 100), ("250", 100)],
+)
 def test_per_page_accepted(raw: str | None, per_page: int) -> None:
     assert parse_per_page({} if raw is None else {"per_page": raw}) == per_page
 
 
-@pytest.mark.parametrize("raw", ["0", "101", "x", "1.5", "-3"])
+@pytest.mark.parametrize("raw", ["0", "x", "1.5", "-3"])  # 101 is capped now (PATCHWORKS_API.md)
 def test_per_page_refused_with_laravels_422(raw: str) -> None:
     with pytest.raises(QueryError) as caught:
         parse_per_page({"per_page": raw})
@@ -260,30 +268,41 @@ class Clock:
         return self.now
 
 
+def manual_start(store: Store, payload: bytes, at: float) -> int:
+    """A manual start straight into the store (no queue): its run id."""
+    order = StartOrder(flow_id=1, version_id=10, payload=payload, raw=False, manual=True, at=at)
+    return store.start(order).run_id
+
+
 def test_runs_finish_lazily_on_the_monotonic_clock() -> None:
     mono, wall = Clock(100.0), Clock(1_700_000_000.0)
     store = Store(run_duration=2.0, run_outcome=5, wall=wall, mono=mono)
     store.add_flow("F", id=1, versions=(10,), deployed_version=10)
-    run = store.record_start(7, 1, 10, manual=True, payload_size=3, at=100.0)
-    assert run == {
-        "id": 7,
+    run_id = manual_start(store, b"abc", at=100.0)
+    # ISO timestamps, documented triggers and the new run fields (PATCHWORKS_API.md).
+    assert store.flow_runs[run_id] == {
+        "id": run_id,
         "flow_id": 1,
         "flow_version_id": 10,
         "status": 1,
-        "trigger": "manual",
-        "started_at": 1_700_000_000_000,
+        "trigger": "Manual",
+        "started_at": "2023-11-14T22:13:20.000000Z",
         "finished_at": None,
         "payload_size": 3,
+        "user_id": None,
+        "virtual_environment_id": None,
+        "retry_flow_run_id": None,
+        "has_warnings": False,
     }
     mono.now = 101.99
-    assert store.flow_runs[7]["status"] == 1
+    assert store.flow_runs[run_id]["status"] == 1
     mono.now = 102.0
-    assert store.flow_runs[7]["status"] == 5
-    assert store.flow_runs[7]["finished_at"] == 1_700_000_002_000
-    stopped = store.record_start(8, 1, 10, manual=False, payload_size=0, at=102.0)
-    stopped["status"] = 4  # changed by hand before it was due: left alone
+    assert store.flow_runs[run_id]["status"] == 5
+    assert store.flow_runs[run_id]["finished_at"] == "2023-11-14T22:13:22.000000Z"
+    stopped_id = manual_start(store, b"", at=102.0)
+    store.flow_runs[stopped_id]["status"] = 4  # changed by hand before it was due: left alone
     mono.now = 200.0
-    assert store.flow_runs[8]["status"] == 4
+    assert store.flow_runs[stopped_id]["status"] == 4
 
 
 def test_store_list_and_show_without_sockets() -> None:
@@ -408,7 +427,7 @@ async def test_pagination_edges(fake: FakePatchworks, session: aiohttp.ClientSes
     assert (body["meta"]["total"], body["meta"]["last_page"], body["meta"]["from"]) == (0, 1, None)
 
 
-@pytest.mark.parametrize("per_page", ["0", "101", "x"])
+@pytest.mark.parametrize("per_page", ["0", "x"])  # 101 is capped now (PATCHWORKS_API.md)
 async def test_bad_per_page_is_422(
     fake: FakePatchworks, session: aiohttp.ClientSession, per_page: str
 ) -> None:
@@ -480,9 +499,10 @@ async def test_unknown_filter_sort_include_are_400(
 ) -> None:
     status, headers, body = await api(session, fake, "GET", "/flows?filter[colour]=red")
     assert status == 400
-    assert body == {
+    assert body == {  # every documented flow filter is allowed now (PATCHWORKS_API.md)
         "message": "Requested filter(s) `colour` are not allowed. Allowed filter(s) are "
-        "`name, enabled, deployed, id, marketplace_app_id, labelled, versions.id`."
+        "`name, marketplace_app_id, blueprint_id, blueprint_version_number, labelled, "
+        "enabled, deployed, id, versions, versions.id`."
     }
     assert headers["X-RateLimit-Remaining"] == "239"  # admitted, so counted
     status, _, body = await api(session, fake, "GET", "/flows?sort=-size")
@@ -522,7 +542,7 @@ async def test_flow_includes_and_fields(
     assert [v["id"] for v in first["versions"]] == [9001, 9002]
     assert (first["latest_version"]["id"], first["deployed_version"]["id"]) == (9002, 9001)
     assert (second["latest_version"]["id"], second["deployed_version"]) == (9200, None)
-    assert "labels" not in first  # documented, accepted, but the fake has none
+    assert first["labels"] == []  # flows carry their labels now (PATCHWORKS_API.md: labelled)
     _, _, body = await api(session, fake, "GET", "/flows?fields[flows]=name,enabled_at")
     assert body["data"][0] == {
         "id": 101,
@@ -640,18 +660,14 @@ async def test_delete_flow(fake: FakePatchworks, session: aiohttp.ClientSession)
 
 
 async def test_export_and_import(fake: FakePatchworks, session: aiohttp.ClientSession) -> None:
-    status, _, body = await api(session, fake, "POST", "/flows/export", {"flow_id": 101})
+    # Export answers the bundle itself, and import takes it as is (PATCHWORKS_API.md).
+    status, _, export = await api(session, fake, "POST", "/flows/export", {"flow_id": 101})
     assert status == 200
-    export = body["data"]
-    assert export["flow"] == fake.flows[101]
-    assert [v["id"] for v in export["versions"]] == [9001, 9002]
-    assert ISO.fullmatch(export["exported_at"])
+    assert export["flow"]["name"] == fake.flows[101]["name"]
+    assert [v["id"] for v in export["flow"]["versions"]] == [9001, 9002]
+    assert ISO.fullmatch(export["metadata"]["exported_at"])
     status, _, body = await api(
-        session,
-        fake,
-        "POST",
-        "/flows/import",
-        {"flow": export, "metadata": {"source": "test"}, "as_marketplace": False},
+        session, fake, "POST", "/flows/import", {**export, "as_marketplace": False}
     )
     assert status == 201
     imported = body["data"]
@@ -663,14 +679,14 @@ async def test_export_and_import(fake: FakePatchworks, session: aiohttp.ClientSe
     assert (status, body) == (404, {"message": "No query results for model [Flow] 999"})
     status, _, body = await api(session, fake, "POST", "/flows/export", {})
     assert (status, body["errors"]) == (422, {"flow_id": ["The flow id field is required."]})
-    status, _, body = await api(session, fake, "POST", "/flows/import", {"flow": export})
+    status, _, body = await api(session, fake, "POST", "/flows/import", {"flow": export["flow"]})
     assert (status, body["errors"]) == (422, {"metadata": ["The metadata field is required."]})
     status, _, body = await api(session, fake, "POST", "/flows/import", {"metadata": {}})
     assert (status, body["errors"]) == (422, {"flow": ["The flow field is required."]})
     status, _, body = await api(
-        session, fake, "POST", "/flows/import", {"flow": {"flow": {}}, "metadata": {}}
+        session, fake, "POST", "/flows/import", {"flow": {"versions": []}, "metadata": {}}
     )
-    assert body["errors"] == {"flow.flow.name": ["The flow.flow.name field is required."]}
+    assert body["errors"] == {"flow.name": ["The flow.name field is required."]}
 
 
 async def test_duplicate_flow(fake: FakePatchworks, session: aiohttp.ClientSession) -> None:
@@ -680,7 +696,8 @@ async def test_duplicate_flow(fake: FakePatchworks, session: aiohttp.ClientSessi
     )
     assert status == 201
     copy = body["data"]
-    assert (copy["name"], copy["description"]) == ("Orders to ERP (copy)", "Demo flow")
+    # "the copy's name gets an incremental number" (PATCHWORKS_API.md, Flows: Duplicate)
+    assert (copy["name"], copy["description"]) == ("Orders to ERP (1)", "Demo flow")
     assert copy["id"] not in (101, other["id"])
     assert len([v for v in fake.versions.values() if v["flow_id"] == copy["id"]]) == 1
     status, _, body = await api(
@@ -768,30 +785,38 @@ async def start(
 async def test_runs_are_created_by_starts_and_finish_after_run_duration(
     session: aiohttp.ClientSession,
 ) -> None:
-    async with FakePatchworks(run_duration=0.2, run_outcome=3) as server:
+    # /start queues (PATCHWORKS_API.md): queue_delay=0 makes it a run on the next read.
+    async with FakePatchworks(run_duration=0.2, run_outcome=3, queue_delay=0) as server:
         run_id = await start(session, server, "start", '{"é": 1}')
         manual_id = await start(session, server, "manual/9002", "<x/>")
         status, _, body = await api(session, server, "GET", f"/flow-runs/{run_id}")
         assert status == 200
         run = body["data"]
+        # ISO timestamps, documented triggers and the new run fields (PATCHWORKS_API.md).
         assert run == {
             "id": run_id,
             "flow_id": 101,
             "flow_version_id": 9001,
             "status": 1,
-            "trigger": "api",
+            "trigger": "API",
             "started_at": run["started_at"],
             "finished_at": None,
             "payload_size": 9,  # UTF-8 bytes, not characters
+            "user_id": None,
+            "virtual_environment_id": None,
+            "retry_flow_run_id": None,
+            "has_warnings": False,
         }
-        assert isinstance(run["started_at"], int)
-        assert run["started_at"] > 1_600_000_000_000  # Unix milliseconds
+        assert ISO.fullmatch(run["started_at"])
+        started = dt.datetime.fromisoformat(run["started_at"])
+        assert started > dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
         manual = server.flow_runs[manual_id]
-        assert (manual["trigger"], manual["flow_version_id"]) == ("manual", 9002)
+        assert (manual["trigger"], manual["flow_version_id"]) == ("Manual", 9002)
         await asyncio.sleep(0.25)
         _, _, body = await api(session, server, "GET", f"/flow-runs/{run_id}")
         assert body["data"]["status"] == 3
-        assert body["data"]["finished_at"] == run["started_at"] + 200
+        finished = dt.datetime.fromisoformat(body["data"]["finished_at"])
+        assert finished - started == dt.timedelta(milliseconds=200)
         assert server.flow_runs[manual_id]["status"] == 3
 
 
@@ -801,8 +826,14 @@ async def test_run_lists_filters_sorts_includes(
     other = fake.add_flow("Other", id=102, versions=(7001,))
     a = fake.add_flow_run(101, status=2, started_at_ms=3_000)
     b = fake.add_flow_run(101, status=9, started_at_ms=1_000, version_id=9002)
-    c = fake.add_flow_run(other["id"], status=1, started_at_ms=2_000, trigger="manual")
-    assert (a["id"], a["finished_at"], c["finished_at"]) == (500001, 3_500, None)
+    c = fake.add_flow_run(other["id"], status=1, started_at_ms=2_000, trigger="Manual")
+    # ISO timestamps and documented triggers (PATCHWORKS_API.md); filters still take Unix ms.
+    assert (a["id"], a["finished_at"], c["finished_at"]) == (
+        500001,
+        "1970-01-01T00:00:03.500000Z",
+        None,
+    )
+    assert (a["started_at"], a["trigger"]) == ("1970-01-01T00:00:03.000000Z", "API")
     assert await list_ids(session, fake, "/flow-runs") == [a["id"], b["id"], c["id"]]
     assert await list_ids(session, fake, "/flow-runs?filter[flow_id]=101") == [a["id"], b["id"]]
     assert await list_ids(session, fake, "/flow-runs?filter[flow_version_id]=9002,7001") == [
@@ -813,15 +844,17 @@ async def test_run_lists_filters_sorts_includes(
     assert await list_ids(session, fake, "/flow-runs?filter[flow_id]=101&filter[status]=2") == [
         a["id"]
     ]
-    assert await list_ids(session, fake, "/flow-runs?filter[trigger]=api") == [
-        run["id"] for run in (a, b, c) if run["trigger"] == "api"
+    assert await list_ids(session, fake, "/flow-runs?filter[trigger]=API") == [a["id"], b["id"]]
+    assert await list_ids(session, fake, "/flow-runs?filter[started_after]=1000") == [
+        a["id"],
+        b["id"],
+        c["id"],
     ]
-    assert await list_ids(session, fake, f"/flow-runs?filter[started_after]={b['started_at']}") == [
-        run["id"] for run in (a, b, c) if run["started_at"] >= b["started_at"]
+    assert await list_ids(session, fake, "/flow-runs?filter[started_after]=2000") == [
+        a["id"],
+        c["id"],
     ]
-    assert await list_ids(
-        session, fake, f"/flow-runs?filter[started_before]={b['started_at']}"
-    ) == [run["id"] for run in (a, b, c) if run["started_at"] <= b["started_at"]]
+    assert await list_ids(session, fake, "/flow-runs?filter[started_before]=1000") == [b["id"]]
     status, _, body = await api(session, fake, "GET", "/flow-runs?filter[started_after]=soon")
     assert status == 422
     assert await list_ids(session, fake, "/flow-runs?sort=started_at") == [
