@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ._bulk import BulkStart
 from ._chunking import chunk_records
 from ._client import PatchworksClient
-from ._config import RateLimits, RetryPolicy
+from ._config import Priority, RateLimits, RequestKind, RetryPolicy
 from ._errors import (
     APIError,
     AuthenticationError,
@@ -30,6 +30,7 @@ from ._errors import (
     PayloadTooLargeError,
     PermissionDeniedError,
     RateLimitError,
+    RateLimitTimeoutError,
     RateLimiterUnavailableError,
     RunWaitTimeoutError,
     ServerError,
@@ -43,7 +44,7 @@ from ._outcomes import StartResult, StartStatus
 from ._pagination import AsyncPaginator, ListOptions, Page
 from ._payload import encode_start_body, stringify_payload
 from ._protocol import RateLimitStatus
-from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
+from ._ratelimit import InProcessRateLimiter, RateLimiter
 from ._starts import FlowRunStarted
 from ._version import __version__
 from .resources.flow_runs import FlowRun, FlowRunLog, FlowRunStatus
@@ -103,8 +104,10 @@ __all__ = [
     "PayloadMetadata",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "Priority",
     "RateLimitError",
     "RateLimitStatus",
+    "RateLimitTimeoutError",
     "RateLimiter",
     "RateLimiterUnavailableError",
     "RateLimits",

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
+from ._config import RequestKind
 from ._errors import UnexpectedResponseError
-from ._ratelimit import RequestKind
 
 if TYPE_CHECKING:
     from ._pagination import AsyncPaginator, ListOptions

@@ -9,11 +9,12 @@ nothing of sessions, limiters or retries.
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import re
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Final, Self, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -26,7 +27,10 @@ from ._config import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_START_URL,
     DEFAULT_TIMEOUT,
+    CallOptions,
+    Priority,
     RateLimits,
+    RequestKind,
     RetryPolicy,
     check_base_url,
     settings_from_env,
@@ -35,7 +39,7 @@ from ._errors import ConfigurationError
 from ._pagination import AsyncPaginator, ListOptions, paginate
 from ._payload import dumps_compact
 from ._protocol import RateLimitStatus, Request
-from ._ratelimit import InProcessRateLimiter, RateLimiter, RequestKind
+from ._ratelimit import InProcessRateLimiter, RateLimiter
 from ._transport import SendObserver, Transport
 from .resources.flow_runs import FlowRuns
 from .resources.flow_versions import FlowVersions
@@ -48,6 +52,18 @@ from .resources.virtual_environments import VirtualEnvironments
 __all__ = ["PatchworksClient"]
 
 T = TypeVar("T")
+
+
+class _Unset(enum.Enum):
+    """An option not given to :meth:`PatchworksClient.with_options` (``None`` is a value)."""
+
+    UNSET = "unset"
+
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+UNSET: Final = _Unset.UNSET
 
 
 class PatchworksClient:
@@ -70,7 +86,10 @@ class PatchworksClient:
         limiter: A limiter to use instead (for example one shared across processes);
             give it the limits, and do not pass ``rate_limits`` here too.
         retry: How failures are retried.
-        timeout: Seconds one request may take, connecting and reading included.
+        timeout: Seconds one request may take on the wire, connecting and reading included.
+        max_wait: Seconds a request may wait for a rate-limit slot before it raises
+            :class:`RateLimitTimeoutError` (nothing is sent); ``None`` (the default) waits
+            as long as the limits require.
         max_body_bytes: The largest start body the client will send (8 MiB).
         session: An ``aiohttp.ClientSession`` to borrow: used, never closed.
         tenant: For partner accounts acting for another company: the company id, sent as
@@ -95,48 +114,32 @@ class PatchworksClient:
         limiter: RateLimiter | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        max_wait: float | None = None,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         session: aiohttp.ClientSession | None = None,
         tenant: int | str | None = None,
     ) -> None:
-        self._credentials = _check_credentials(api_key, email, password)
-        self.core_url = check_base_url("core_url", core_url)
-        self.start_url = check_base_url("start_url", start_url)
-        self.login_url = check_base_url("login_url", login_url)
-        if limiter is not None and rate_limits is not None:
-            raise ConfigurationError(
-                "pass rate_limits to the limiter you give, not to the client as well"
-            )
-        if limiter is not None and not isinstance(limiter, RateLimiter):
-            raise ConfigurationError("limiter must have async acquire(kind) and pause(seconds)")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ConfigurationError(f"timeout must be a positive number of seconds: {timeout!r}")
-        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
-            raise ConfigurationError(f"max_body_bytes must be an int: {max_body_bytes!r}")
-        if max_body_bytes <= 0:
-            raise ConfigurationError(f"max_body_bytes must be positive: {max_body_bytes!r}")
-        if session is not None and not isinstance(session, aiohttp.ClientSession):
-            raise ConfigurationError("session must be an aiohttp.ClientSession")
-        self.limiter: RateLimiter
-        self.rate_limits: RateLimits | None
-        """The limits kept: the limiter's own when it says (``None`` when it does not)."""
-        if limiter is None:
-            self.rate_limits = rate_limits or RateLimits()
-            self.limiter = InProcessRateLimiter(self.rate_limits)
-        else:
-            self.limiter = limiter
-            kept = getattr(limiter, "rate_limits", None)
-            self.rate_limits = kept if isinstance(kept, RateLimits) else None
-        self.retry = retry or RetryPolicy()
-        self.timeout = float(timeout)
-        self.max_body_bytes = max_body_bytes
-        self.tenant = _check_tenant(tenant)
-        self._borrowed_session = session
-        self._transport: Transport | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
-        self._running: set[Finalisable] = set()
-        api = _ClientApi(self)
+        connection = _Connection(
+            credentials=_check_credentials(api_key, email, password),
+            core_url=check_base_url("core_url", core_url),
+            start_url=check_base_url("start_url", start_url),
+            login_url=check_base_url("login_url", login_url),
+            limiter=_limiter(limiter, rate_limits),
+            max_body_bytes=_check_max_body_bytes(max_body_bytes),
+            session=_check_session(session),
+            tenant=_check_tenant(tenant),
+        )
+        options = CallOptions().replace(
+            timeout=timeout, max_wait=max_wait, retry=retry or RetryPolicy()
+        )
+        self._attach(connection, options, owner=True)
+
+    def _attach(self, connection: _Connection, options: CallOptions, *, owner: bool) -> None:
+        """Bind this client to a connection (its own, or its parent's) and its options."""
+        self._connection = connection
+        self._options = options
+        self._owner = owner
+        api = _ClientApi(connection, options)
         self.flows = Flows(api)
         self.flow_runs = FlowRuns(api)
         self.flow_versions = FlowVersions(api)
@@ -144,6 +147,48 @@ class PatchworksClient:
         self.queue = Queue(api)
         self.virtual_environments = VirtualEnvironments(api)
         self.cross_reference_lookups = CrossReferenceLookups(api)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | _Unset = UNSET,
+        max_wait: float | _Unset | None = UNSET,
+        retry: RetryPolicy | _Unset = UNSET,
+        priority: Priority | str | _Unset = UNSET,
+    ) -> PatchworksClient:
+        """A client that shares this one's session, credentials and limiter, with other
+        options for its requests.
+
+        Only what is named changes. An API handler beside a bulk job, for example::
+
+            interactive = pw.with_options(max_wait=2.0, priority="high", timeout=10)
+            await interactive.flows.start(101, 9001, order)   # ahead of the bulk job
+
+        The new client is closed with this one; closing it does nothing.
+
+        Args:
+            timeout: Seconds a request may take on the wire.
+            max_wait: Seconds a request may wait for a rate-limit slot (``None``: no limit).
+            retry: How failures are retried.
+            priority: ``"high"`` is served ahead of ``"normal"`` requests waiting for the
+                same budget (by the in-process limiter; the Redis one serves in order).
+
+        Raises:
+            ConfigurationError: an option that cannot be used.
+        """
+        changes: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("timeout", timeout),
+                ("max_wait", max_wait),
+                ("retry", retry),
+                ("priority", priority),
+            )
+            if value is not UNSET
+        }
+        view = object.__new__(type(self))
+        view._attach(self._connection, self._options.replace(**changes), owner=False)
+        return view
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Self:
@@ -161,13 +206,74 @@ class PatchworksClient:
         settings.update(overrides)
         return cls(**settings)
 
+    # ------------------------------------------------------------------ what it is
+
+    @property
+    def core_url(self) -> str:
+        """The Core API's base URL."""
+        return self._connection.core_url
+
+    @property
+    def start_url(self) -> str:
+        """The Start service's base URL."""
+        return self._connection.start_url
+
+    @property
+    def login_url(self) -> str:
+        """The login endpoint."""
+        return self._connection.login_url
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The rate limiter every request of this client (and its views) goes through."""
+        return self._connection.limiter
+
+    @property
+    def rate_limits(self) -> RateLimits | None:
+        """The limits kept: the limiter's own when it says (``None`` when it does not)."""
+        kept = getattr(self._connection.limiter, "rate_limits", None)
+        return kept if isinstance(kept, RateLimits) else None
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """How this client's failures are retried."""
+        return self._options.retry
+
+    @property
+    def timeout(self) -> float:
+        """Seconds one of this client's requests may take on the wire."""
+        return self._options.timeout
+
+    @property
+    def max_wait(self) -> float | None:
+        """Seconds one of this client's requests may wait for a rate-limit slot."""
+        return self._options.max_wait
+
+    @property
+    def priority(self) -> Priority:
+        """Whether this client's requests go ahead of normal ones waiting for a slot."""
+        return self._options.priority
+
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest start body the client sends."""
+        return self._connection.max_body_bytes
+
+    @property
+    def tenant(self) -> str | None:
+        """The company id sent as ``patchworks-tenant``, if any."""
+        return self._connection.tenant
+
     @property
     def rate_limit(self) -> RateLimitStatus | None:
         """The last ``X-RateLimit-*`` headers seen, or ``None`` before any."""
-        return self._transport.rate_limit if self._transport is not None else None
+        transport = self._connection.transport
+        return transport.rate_limit if transport is not None else None
+
+    # ------------------------------------------------------------------ life cycle
 
     async def __aenter__(self) -> Self:
-        self._ready()
+        self._connection.ready()
         return self
 
     async def __aexit__(
@@ -185,75 +291,112 @@ class PatchworksClient:
         drained (its requests in flight finish within its ``drain_timeout``, every known
         outcome is journaled), so that closing the client never loses an outcome, even
         after a ``break`` out of a bulk start without ``async with``. A borrowed session
-        is left open.
+        is left open. A client made by :meth:`with_options` is closed with the client it
+        came from: its own ``aclose()`` does nothing.
         """
-        self._closed = True
-        running = list(self._running)
-        for work in running:
-            work.stop()
-        for work in running:
-            await work.settled()
-        transport, self._transport = self._transport, None
-        if transport is not None and self._borrowed_session is None:
-            await transport.session.close()
+        if self._owner:
+            await self._connection.aclose()
 
-    def _ready(self) -> Transport:
+    def __repr__(self) -> str:
+        connection = self._connection
+        return (
+            f"PatchworksClient(auth={connection.credentials.kind!r}, "
+            f"core_url={connection.core_url!r}, start_url={connection.start_url!r})"
+        )
+
+
+class _Connection:
+    """What a client and its :meth:`PatchworksClient.with_options` views share: the URLs,
+    the credentials, the limiter, and (created in the running loop on first use) the
+    session and transport, and the work that closing must finish first."""
+
+    def __init__(
+        self,
+        *,
+        credentials: _Credentials,
+        core_url: str,
+        start_url: str,
+        login_url: str,
+        limiter: RateLimiter,
+        max_body_bytes: int,
+        session: aiohttp.ClientSession | None,
+        tenant: str | None,
+    ) -> None:
+        self.credentials = credentials
+        self.core_url = core_url
+        self.start_url = start_url
+        self.login_url = login_url
+        self.limiter = limiter
+        self.max_body_bytes = max_body_bytes
+        self.tenant = tenant
+        self.borrowed_session = session
+        self.transport: Transport | None = None
+        self.running: set[Finalisable] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._login_options = CallOptions()
+
+    def ready(self) -> Transport:
         """The transport, created on first use inside the running loop."""
         if self._closed:
             raise RuntimeError("this PatchworksClient is closed")
         loop = asyncio.get_running_loop()
-        if self._transport is not None:
+        if self.transport is not None:
             if self._loop is not loop:
                 raise RuntimeError(
                     "this PatchworksClient is bound to the event loop it was first used in; "
                     "create one client per event loop"
                 )
-            return self._transport
-        session = self._borrowed_session or aiohttp.ClientSession()
-        transport = Transport(
+            return self.transport
+        session = self.borrowed_session or aiohttp.ClientSession()
+        self.transport = Transport(
             session=session,
             auth=self._make_auth(),
             limiter=self.limiter,
-            retry=self.retry,
-            timeout=self.timeout,
             headers=None if self.tenant is None else {"patchworks-tenant": self.tenant},
         )
-        self._transport, self._loop = transport, loop
-        return transport
+        self._loop = loop
+        return self.transport
 
     def _make_auth(self) -> Auth:
-        credentials = self._credentials
+        credentials = self.credentials
         if credentials.kind == "api_key":
             return ApiKeyAuth(credentials.secrets[0])
         email, password = credentials.secrets
 
         async def login() -> tuple[str, float]:
-            return await self._ready().login(self.login_url, email, password)
+            return await self.ready().login(self.login_url, email, password, self._login_options)
 
         return LoginAuth(login)
 
-    def __repr__(self) -> str:
-        return (
-            f"PatchworksClient(auth={self._credentials.kind!r}, core_url={self.core_url!r}, "
-            f"start_url={self.start_url!r})"
-        )
+    async def aclose(self) -> None:
+        self._closed = True
+        running = list(self.running)
+        for work in running:
+            work.stop()
+        for work in running:
+            await work.settled()
+        transport, self.transport = self.transport, None
+        if transport is not None and self.borrowed_session is None:
+            await transport.session.close()
 
 
 class _ClientApi(Api):
-    """The client as its resources see it: build a request, send it, stream a list."""
+    """A client as its resources see it: build a request, send it, stream a list."""
 
-    __slots__ = ("_client",)
+    __slots__ = ("_connection", "_options")
 
-    def __init__(self, client: PatchworksClient) -> None:
-        self._client = client
+    def __init__(self, connection: _Connection, options: CallOptions) -> None:
+        self._connection = connection
+        self._options = options
 
     @property
     def start_url(self) -> str:
-        return self._client.start_url
+        return self._connection.start_url
 
     @property
     def max_body_bytes(self) -> int:
-        return self._client.max_body_bytes
+        return self._connection.max_body_bytes
 
     async def request(
         self,
@@ -269,8 +412,8 @@ class _ClientApi(Api):
         observer: SendObserver | None = None,
         raw_reply: bool = False,
     ) -> Any:
-        client = self._client
-        base = client.core_url if service == "core" else client.start_url
+        connection = self._connection
+        base = connection.core_url if service == "core" else connection.start_url
         url = base + "".join(map(_path_segment, path))
         if json is not None:
             body = dumps_compact(json).encode()
@@ -283,7 +426,7 @@ class _ClientApi(Api):
             idempotent=idempotent,
             raw_reply=raw_reply,
         )
-        return await client._ready().request(request, observer)
+        return await connection.ready().request(request, self._options, observer)
 
     def paginate(
         self,
@@ -299,10 +442,10 @@ class _ClientApi(Api):
         return paginate(fetch, item_type, options)
 
     def track(self, work: Finalisable) -> None:
-        self._client._running.add(work)
+        self._connection.running.add(work)
 
     def untrack(self, work: Finalisable) -> None:
-        self._client._running.discard(work)
+        self._connection.running.discard(work)
 
 
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_.~-]+")
@@ -316,6 +459,33 @@ def _path_segment(segment: str | int) -> str:
     if _PLAIN_SEGMENT.fullmatch(text) and text not in (".", ".."):
         return "/" + text
     return "/" + quote(text, safe="")
+
+
+def _limiter(limiter: RateLimiter | None, rate_limits: RateLimits | None) -> RateLimiter:
+    """The limiter given, or an in-process one keeping ``rate_limits`` (not both)."""
+    if limiter is None:
+        return InProcessRateLimiter(rate_limits or RateLimits())
+    if rate_limits is not None:
+        raise ConfigurationError(
+            "pass rate_limits to the limiter you give, not to the client as well"
+        )
+    if not isinstance(limiter, RateLimiter):
+        raise ConfigurationError("limiter must have async acquire(kind) and pause(seconds)")
+    return limiter
+
+
+def _check_max_body_bytes(max_body_bytes: object) -> int:
+    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
+        raise ConfigurationError(f"max_body_bytes must be an int: {max_body_bytes!r}")
+    if max_body_bytes <= 0:
+        raise ConfigurationError(f"max_body_bytes must be positive: {max_body_bytes!r}")
+    return max_body_bytes
+
+
+def _check_session(session: object) -> aiohttp.ClientSession | None:
+    if session is not None and not isinstance(session, aiohttp.ClientSession):
+        raise ConfigurationError("session must be an aiohttp.ClientSession")
+    return session
 
 
 def _check_tenant(tenant: object) -> str | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+import attrs
 from attrs import field, frozen, validators
 
 from ._errors import ConfigurationError
@@ -87,6 +89,80 @@ class RetryPolicy:
     backoff_max: float = field(default=30.0, validator=_not_negative)
     retry_ambiguous_starts: bool = field(default=False, validator=validators.instance_of(bool))
     max_rate_limited_waits: int = field(default=10, validator=_not_negative)
+
+
+class RequestKind(enum.Enum):
+    """What a request is, which decides the buckets it draws from."""
+
+    ORDINARY = "ordinary"
+    """Any request: one global token."""
+    START = "start"
+    """A queued flow start: a starts token (when a starts cap is set), then a global one."""
+    MANUAL = "manual"
+    """A manual initialise: a manual token and a starts token, then a global one."""
+
+
+class Priority(enum.StrEnum):
+    """Which requests a busy limiter serves first, among those waiting for the same budget."""
+
+    NORMAL = "normal"
+    HIGH = "high"
+    """Ahead of normal requests: what an API handler wants next to a bulk job."""
+
+
+def check_seconds(name: str, value: object, *, allow_none: bool = False) -> float | None:
+    """A finite, positive number of seconds (or ``None`` when allowed), as a float.
+
+    Raises:
+        ConfigurationError: anything else, naming the argument.
+    """
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < float("inf")
+    ):
+        expected = "a finite number of seconds > 0" + (" or None" if allow_none else "")
+        raise ConfigurationError(f"{name} must be {expected}, not {value!r}")
+    return float(value)
+
+
+@frozen
+class CallOptions:
+    """How one client's requests are sent; ``client.with_options()`` makes another set.
+
+    Attributes:
+        timeout: Seconds a request may take on the wire, connecting and reading included
+            (the wait for a rate-limit slot is not part of it: see ``max_wait``).
+        max_wait: Seconds a request may wait for a rate-limit slot before it raises
+            :class:`RateLimitTimeoutError` (nothing sent); ``None`` waits as long as it
+            takes.
+        retry: How failures are retried.
+        priority: Served ahead of normal requests waiting for the same budget (``high``).
+    """
+
+    timeout: float = DEFAULT_TIMEOUT
+    max_wait: float | None = None
+    retry: RetryPolicy = field(factory=lambda: RetryPolicy())
+    priority: Priority = Priority.NORMAL
+
+    def replace(self, **changes: Any) -> CallOptions:
+        """These options with ``changes`` (checked as the constructor checks them)."""
+        if "timeout" in changes:
+            changes["timeout"] = check_seconds("timeout", changes["timeout"])
+        if "max_wait" in changes:
+            changes["max_wait"] = check_seconds("max_wait", changes["max_wait"], allow_none=True)
+        if "retry" in changes and not isinstance(changes["retry"], RetryPolicy):
+            raise ConfigurationError(f"retry must be a RetryPolicy, not {changes['retry']!r}")
+        if "priority" in changes:
+            try:
+                changes["priority"] = Priority(changes["priority"])
+            except ValueError:
+                raise ConfigurationError(
+                    f"priority must be 'normal' or 'high', not {changes['priority']!r}"
+                ) from None
+        return attrs.evolve(self, **changes)
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})

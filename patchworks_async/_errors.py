@@ -7,6 +7,8 @@
     ├── JournalMismatchError (also ValueError)   a bulk-start journal of other input
     ├── BatchStoppedError                        a bulk start stopped before the item left
     ├── RateLimiterUnavailableError              the shared (Redis) limiter cannot be reached
+    ├── RateLimitTimeoutError (also builtins.TimeoutError)
+    │                                            no rate-limit slot within max_wait; nothing sent
     ├── PayloadError (also ValueError)           blank or unserialisable payload, before sending
     │   └── PayloadTooLargeError                 body over max_body_bytes (.size, .limit);
     │                                            also the server's 413, so also an APIError
@@ -55,6 +57,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimitTimeoutError",
     "RateLimiterUnavailableError",
     "RunWaitTimeoutError",
     "ServerError",
@@ -98,6 +101,25 @@ class RateLimiterUnavailableError(PatchworksError):
         super().__init__(message)
         self.message = message
         self.host = host
+
+
+class RateLimitTimeoutError(PatchworksError, builtins.TimeoutError):
+    """No rate-limit slot came within ``max_wait`` seconds, so nothing was sent.
+
+    It is always safe to try again later. A web handler typically answers 503 with
+    ``Retry-After: retry_after``.
+
+    Attributes:
+        max_wait: The wait allowed, in seconds.
+        retry_after: Seconds until a slot is expected to be free, when the limiter can
+            tell (the in-process one can), else ``None``.
+    """
+
+    def __init__(self, message: str, *, max_wait: float, retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.max_wait = max_wait
+        self.retry_after = retry_after
 
 
 class BatchStoppedError(PatchworksError):

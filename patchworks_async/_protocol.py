@@ -36,7 +36,7 @@ from typing import Any, Final, NamedTuple
 import aiohttp
 from attrs import frozen
 
-from ._config import RetryPolicy
+from ._config import RequestKind, RetryPolicy
 from ._errors import (
     AuthenticationError,
     OutcomeUnknownError,
@@ -46,7 +46,6 @@ from ._errors import (
     UnexpectedResponseError,
     error_for_response,
 )
-from ._ratelimit import RequestKind
 from ._version import __version__
 
 __all__ = [

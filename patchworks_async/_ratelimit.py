@@ -20,27 +20,33 @@ really leave rather than when their token was taken.
 from __future__ import annotations
 
 import asyncio
-import enum
 import heapq
 import itertools
 import math
 from collections import deque
+from collections.abc import Mapping
 from typing import Protocol, runtime_checkable
 
-from ._config import RateLimits
+from ._config import Priority, RateLimits, RequestKind
 
-__all__ = ["InProcessRateLimiter", "RateLimiter", "RequestKind"]
+__all__ = ["Grant", "InProcessRateLimiter", "RateLimiter"]
 
 
-class RequestKind(enum.Enum):
-    """What a request is, which decides the buckets it draws from."""
+class Grant(Protocol):
+    """What a limiter may hand back with a slot, to hear how the request it allowed fared.
 
-    ORDINARY = "ordinary"
-    """Any request: one global token."""
-    START = "start"
-    """A queued flow start: a starts token (when a starts cap is set), then a global one."""
-    MANUAL = "manual"
-    """A manual initialise: a manual token and a starts token, then a global one."""
+    A limiter that follows the server's own count (``X-RateLimit-Remaining``) needs to know
+    which requests are still in flight and what their replies said.
+    """
+
+    def replied(self, status: int, headers: Mapping[str, str]) -> None:
+        """The server answered the request (any status)."""
+        ...
+
+    def unanswered(self, *, maybe_counted: bool) -> None:
+        """No reply came; the request may have been counted (``maybe_counted``), or surely
+        never reached the server (a connection never made)."""
+        ...
 
 
 @runtime_checkable
@@ -51,11 +57,14 @@ class RateLimiter(Protocol):
     Both methods are called from the client's event loop.
     """
 
-    async def acquire(self, kind: RequestKind) -> None:
+    async def acquire(self, kind: RequestKind) -> Grant | None:
         """Return when one request of ``kind`` may be sent, immediately.
 
         Must be cancellation-safe: a caller cancelled while waiting gives back whatever it
-        had taken, and the request will not be sent.
+        had taken, and the request will not be sent. A limiter that serves some requests
+        first may also take ``priority: Priority`` as a keyword (the client passes it when
+        the limiter's ``acquire`` names it). It may return a :class:`Grant` to hear how the
+        request fared.
         """
         ...
 
@@ -126,12 +135,18 @@ class _Gate:
         self._timer: asyncio.TimerHandle | None = None
         self._counter = itertools.count()
 
-    def _ready_at(self, now: float) -> float:
+    def ready_at(self, now: float) -> float:
+        """When the next slot can be granted (a pause included)."""
         return max(self.window.ready_at(now), self.not_before)
+
+    @property
+    def queued(self) -> int:
+        """Waiters not served yet."""
+        return sum(1 for _, _, future in self._waiters if not future.done())
 
     def take_now(self, now: float) -> bool:
         """Take a slot and log the send at once if nobody queues and one is free."""
-        if self._waiters or self._ready_at(now) > now:
+        if self._waiters or self.ready_at(now) > now:
             return False
         self.window.reserve(now)
         self.window.commit(now)
@@ -140,7 +155,7 @@ class _Gate:
     async def hold(self, priority: int) -> None:
         """Wait until a slot is held for the caller; on cancellation nothing stays held."""
         now = self._loop.time()
-        if not self._waiters and self._ready_at(now) <= now:
+        if not self._waiters and self.ready_at(now) <= now:
             self.window.reserve(now)
             return
         future: asyncio.Future[None] = self._loop.create_future()
@@ -165,7 +180,7 @@ class _Gate:
                 heapq.heappop(waiters)
                 continue
             now = self._loop.time()
-            at = self._ready_at(now)
+            at = self.ready_at(now)
             if at > now:
                 if at != math.inf:
                     self._timer = self._loop.call_at(at, self.wake)
@@ -224,20 +239,28 @@ class InProcessRateLimiter:
         self._loop = loop
         return loop
 
-    async def acquire(self, kind: RequestKind = RequestKind.ORDINARY) -> None:
-        """Return when a request of ``kind`` may be sent; see :class:`RateLimiter`."""
+    async def acquire(
+        self, kind: RequestKind = RequestKind.ORDINARY, *, priority: Priority = Priority.NORMAL
+    ) -> None:
+        """Return when a request of ``kind`` may be sent; see :class:`RateLimiter`.
+
+        Waiters for the global budget are served in this order: a manual initialise that
+        holds its manual slot, then ``Priority.HIGH`` requests, then the rest; first come,
+        first served within each.
+        """
         loop = self._bind()
         classes = self._class_gates[kind]
         if not classes and self._global.take_now(loop.time()):
             return  # the common case under the limit: no queue, no await
+        high = priority is Priority.HIGH
         held: list[_Gate] = []
         try:
             for gate in classes:
-                await gate.hold(priority=0)
+                await gate.hold(priority=0 if high else 1)
                 held.append(gate)
-            priority = 0 if held else 1
+            rank = 0 if held else (1 if high else 2)
             while True:
-                await self._global.hold(priority)
+                await self._global.hold(rank)
                 now = loop.time()
                 if now >= self._global.not_before:
                     break
@@ -252,6 +275,21 @@ class InProcessRateLimiter:
         for gate in (self._global, *held):
             gate.window.commit(now)
             gate.wake()
+
+    def estimated_wait(self, kind: RequestKind = RequestKind.ORDINARY) -> float | None:
+        """Seconds a request of ``kind`` queuing now would wait, as things stand (an
+        estimate: later higher-priority requests or a 429 make it longer); ``None`` when
+        it cannot be told."""
+        if self._loop is None:
+            return 0.0
+        now = self._loop.time()
+        wait = 0.0
+        for gate in (*self._class_gates[kind], self._global):
+            ready = gate.ready_at(now)
+            if ready == math.inf:
+                return None
+            wait = max(wait, ready - now + gate.queued * gate.window.interval)
+        return wait
 
     async def pause(self, seconds: float) -> None:
         """Send nothing for ``seconds`` from now (a 429 was seen)."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from attrs import field, frozen
 
+from ._config import RequestKind
 from ._errors import ConfigurationError
 from ._payload import (
     check_id,
@@ -21,7 +22,6 @@ from ._payload import (
     start_body,
     stringify_payload,
 )
-from ._ratelimit import RequestKind
 
 if TYPE_CHECKING:
     from ._api import Api

@@ -9,19 +9,23 @@ and this module only acts on the answer. Retries go through ``backoff`` as its d
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import functools
+import inspect
 import io
 import logging
 import random
 import time
-from collections.abc import Callable, Generator, Mapping
-from typing import Any, Final, Protocol, cast
+from collections.abc import Awaitable, Callable, Generator, Mapping
+from typing import Any, Final, Protocol, TypeVar, cast
 
 import aiohttp
 import backoff
 
 from ._auth import Auth
-from ._config import RetryPolicy
+from ._config import CallOptions, Priority, RequestKind, RetryPolicy
+from ._errors import RateLimitTimeoutError
 from ._payload import dumps_compact
 from ._protocol import (
     Action,
@@ -37,9 +41,11 @@ from ._protocol import (
     parse_rate_limit,
     user_agent,
 )
-from ._ratelimit import RateLimiter, RequestKind
+from ._ratelimit import Grant, RateLimiter
 
 __all__ = ["SendObserver", "Transport"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger("patchworks_async")
 
@@ -83,6 +89,23 @@ class _Failed(Exception):
         self.decision = decision
 
 
+def _takes_priority(limiter: RateLimiter) -> bool:
+    """Whether the limiter's ``acquire`` takes ``priority=`` (the protocol leaves it out)."""
+    try:
+        parameters = inspect.signature(limiter.acquire).parameters
+    except (TypeError, ValueError):
+        return False
+    return "priority" in parameters
+
+
+def _tell(grant: Grant, outcome: Outcome) -> None:
+    """Tell the limiter how the request it allowed fared."""
+    if isinstance(outcome, Replied):
+        grant.replied(outcome.status, outcome.headers)
+    else:
+        grant.unanswered(maybe_counted=isinstance(outcome, LostInFlight))
+
+
 def _give_up(failure: Exception) -> bool:
     """Backoff's ``giveup``: only what the decision calls retryable is tried again."""
     return not isinstance(failure, _Failed) or failure.decision.action is not Action.RETRY
@@ -97,48 +120,60 @@ class Transport:
         session: aiohttp.ClientSession,
         auth: Auth,
         limiter: RateLimiter,
-        retry: RetryPolicy,
-        timeout: float,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.session = session
         self.auth = auth
         self.limiter = limiter
-        self.retry = retry
         self._rate_status: RateLimitStatus | None = None
         # The headers of the last response that had rate-limit ones, parsed only when read.
         self._rate_headers: Mapping[str, str] | None = None
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._base_headers = {
             "Accept": "application/json",
             "Content-Type": "application/json",
             "User-Agent": user_agent(),
             **(headers or {}),
         }
-        with_retries = backoff.on_exception(
-            cast(Callable[..., Generator[float, None, None]], self._delays),
+        self._limiter_takes_priority = _takes_priority(limiter)
+        # Per retry policy (few: a client's own, and those of its with_options views).
+        self._retrying: dict[RetryPolicy, Callable[..., Awaitable[Any]]] = {}
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+
+    def _with_retries(self, retry: RetryPolicy, attempt: Callable[..., Awaitable[T]]) -> Any:
+        """``attempt`` wrapped by backoff for ``retry``: the tries, the waits, the log."""
+        delays = cast(Callable[..., Generator[float, None, None]], self._delays)
+        return backoff.on_exception(
+            functools.partial(delays, retry),
             _Failed,
             max_tries=retry.attempts,
             giveup=_give_up,
             jitter=None,
             on_backoff=self._log_retry,
             logger=None,
-        )
-        self._try_with_retries = with_retries(self._try)
-        self._login_with_retries = with_retries(self._login_try)
+        )(attempt)
 
-    async def request(self, request: Request, observer: SendObserver | None = None) -> Any:
+    async def request(
+        self,
+        request: Request,
+        options: CallOptions,
+        observer: SendObserver | None = None,
+    ) -> Any:
         """Send ``request`` and return its decoded body (``None`` when empty).
 
         Args:
             request: What to send.
+            options: The timeout, slot wait, retry policy and priority to send it with.
             observer: Told when the request waits, leaves, and is surely unprocessed.
 
         Raises:
+            RateLimitTimeoutError: no slot within ``options.max_wait``; nothing was sent.
             PatchworksError: what :func:`._protocol.decide` said, once retries are spent.
         """
+        retrying = self._retrying.get(options.retry)
+        if retrying is None:
+            retrying = self._retrying[options.retry] = self._with_retries(options.retry, self._try)
         try:
-            return await self._try_with_retries(request, observer)
+            return await retrying(request, options, observer)
         except _Failed as failed:
             error = failed.decision.error
             assert error is not None
@@ -153,7 +188,9 @@ class Transport:
             self._rate_headers = None
         return self._rate_status
 
-    async def _try(self, request: Request, observer: SendObserver | None) -> Any:
+    async def _try(
+        self, request: Request, options: CallOptions, observer: SendObserver | None
+    ) -> Any:
         """One try: as many sends as 429 pauses and one token renewal need."""
         refusals = 0
         renewed = False
@@ -161,14 +198,16 @@ class Transport:
             if observer is not None:
                 observer.waiting()
             authorization = await self.auth.authorization()
-            await self.limiter.acquire(request.kind)
+            grant = await self._slot(request, options)
             if observer is not None:
                 await observer.sending()
-            outcome = await self._send(request, authorization)
+            outcome = await self._send(request, authorization, self._timeout(options.timeout))
+            if grant is not None:
+                _tell(grant, outcome)
             decision = decide(
                 request,
                 outcome,
-                retry=self.retry,
+                retry=options.retry,
                 refusals=refusals,
                 renewed=renewed,
                 now=time.time(),
@@ -196,7 +235,38 @@ class Transport:
                 decision = Decision(Action.RAISE, error=decision.error)
             raise _Failed(decision)
 
-    async def _send(self, request: Request, authorization: str | None) -> Outcome:
+    async def _slot(self, request: Request, options: CallOptions) -> Grant | None:
+        """Wait for a rate-limit slot, at most ``options.max_wait`` seconds."""
+        acquire: Callable[..., Awaitable[Grant | None]] = self.limiter.acquire
+        kind = request.kind
+        if options.priority is not Priority.NORMAL and self._limiter_takes_priority:
+            acquire = functools.partial(acquire, priority=options.priority)
+        if options.max_wait is None:
+            return await acquire(kind)
+        try:
+            async with asyncio.timeout(options.max_wait):
+                return await acquire(kind)
+        except builtins.TimeoutError:
+            estimate = getattr(self.limiter, "estimated_wait", None)
+            raise RateLimitTimeoutError(
+                f"{request}: no rate-limit slot came within {options.max_wait:g} s, so "
+                "nothing was sent; try again later",
+                max_wait=options.max_wait,
+                retry_after=estimate(kind) if callable(estimate) else None,
+            ) from None
+
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return timeout
+
+    async def _send(
+        self,
+        request: Request,
+        authorization: str | None,
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's own, per request
+    ) -> Outcome:
         """Put the request on the wire and read the whole reply; no aiohttp error escapes."""
         headers = dict(self._base_headers)
         if authorization is not None:
@@ -212,7 +282,7 @@ class Transport:
                 params=request.params,
                 data=data,
                 headers=headers,
-                timeout=self._timeout,
+                timeout=timeout,
                 allow_redirects=False,
                 raise_for_status=False,
             ) as response:
@@ -229,7 +299,8 @@ class Transport:
             )
         return Replied(response.status, response.headers, raw)
 
-    def _delays(self) -> Generator[float, _Failed, None]:
+    @staticmethod
+    def _delays(retry: RetryPolicy) -> Generator[float, _Failed, None]:
         """Backoff delays: the server's ``Retry-After`` when it gave one, else jittered expo."""
         failure = yield 0.0  # primed by backoff with None
         tries = 0
@@ -237,7 +308,7 @@ class Transport:
             if failure.decision.delay is not None:
                 delay = failure.decision.delay
             else:
-                ceiling = min(self.retry.backoff_max, self.retry.backoff_base * 2.0**tries)
+                ceiling = min(retry.backoff_max, retry.backoff_base * 2.0**tries)
                 delay = random.uniform(0.0, ceiling)
             tries += 1
             failure = yield delay
@@ -253,7 +324,9 @@ class Transport:
             details["wait"],
         )
 
-    async def login(self, url: str, email: str, password: str) -> tuple[str, float]:
+    async def login(
+        self, url: str, email: str, password: str, options: CallOptions
+    ) -> tuple[str, float]:
         """POST the login URL; return the token and its lifetime in seconds.
 
         The body carries the login as both ``email`` and ``username``: the Fabric endpoint
@@ -267,16 +340,19 @@ class Transport:
         # username); each reads its own and ignores the other, so both are sent.
         body = dumps_compact({"email": email, "username": email, "password": password}).encode()
         request = Request("POST", url, None, body, RequestKind.ORDINARY, idempotent=True)
+        login = self._with_retries(options.retry, self._login_try)
         try:
-            token: tuple[str, float] = await self._login_with_retries(request)
+            token: tuple[str, float] = await login(request, self._timeout(options.timeout))
         except _Failed as failed:
             error = failed.decision.error
             assert error is not None
             raise error from error.__cause__
         return token
 
-    async def _login_try(self, request: Request) -> tuple[str, float]:
-        decision = decide_login(request, await self._send(request, authorization=None))
+    async def _login_try(
+        self, request: Request, timeout: aiohttp.ClientTimeout  # noqa: ASYNC109
+    ) -> tuple[str, float]:
+        decision = decide_login(request, await self._send(request, None, timeout))
         if decision.action is Action.RETURN:
             token: tuple[str, float] = decision.body
             return token

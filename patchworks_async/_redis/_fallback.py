@@ -23,9 +23,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .._config import RateLimits
+from .._config import RateLimits, RequestKind
 from .._errors import ConfigurationError, RateLimiterUnavailableError
-from .._ratelimit import InProcessRateLimiter, RequestKind
+from .._ratelimit import InProcessRateLimiter
 
 logger = logging.getLogger("patchworks_async")
 

@@ -30,9 +30,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
         "RedisRateLimiter needs the redis package: pip install 'patchworks-async[redis]'"
     ) from exc
 
-from .._config import RateLimits
+from .._config import RateLimits, RequestKind
 from .._errors import ConfigurationError
-from .._ratelimit import RequestKind
 from ._fallback import (
     UNAVAILABLE,
     Connections,

@@ -11,9 +11,8 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Final
 
-from .._config import RateLimits
+from .._config import RateLimits, RequestKind
 from .._errors import ConfigurationError
-from .._ratelimit import RequestKind
 
 US: Final = 1_000_000
 """Microseconds in a second: the scripts count time in Redis microseconds."""

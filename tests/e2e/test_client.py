@@ -275,7 +275,9 @@ class TestLifecycle:
     async def test_an_owned_session_is_closed_by_aclose(self, fake: FakePatchworks) -> None:
         pw = client_for(fake)
         await pw.flows.get(101)  # usable without async with; the session is made on demand
-        session = pw._ready().session
+        transport = pw._connection.transport  # the session the client made, to check it closes
+        assert transport is not None
+        session = transport.session
         await pw.aclose()
         assert session.closed
         with pytest.raises(RuntimeError, match="closed"):

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from patchworks_async import InProcessRateLimiter, RateLimits, RequestKind
+from patchworks_async import InProcessRateLimiter, Priority, RateLimits, RequestKind
 from patchworks_async._ratelimit import _Window
 
 from ..support.virtual_time import run_in_virtual_time
@@ -222,3 +222,44 @@ class TestWindow:
         window.reserve(0.0)
         window.commit(0.0)
         assert window.ready_at(0.0) == 2.0
+
+
+def test_high_priority_requests_go_ahead_of_normal_ones_already_waiting() -> None:
+    """An API handler's request is not stuck behind a bulk job's backlog."""
+
+    async def scenario() -> list[str]:
+        limiter = InProcessRateLimiter(RateLimits(requests=60, per=60.0), burst=1)
+        order: list[str] = []
+
+        async def one(name: str, priority: Priority) -> None:
+            await limiter.acquire(RequestKind.ORDINARY, priority=priority)
+            order.append(name)
+
+        backlog = [asyncio.create_task(one(f"bulk {n}", Priority.NORMAL)) for n in range(5)]
+        await asyncio.sleep(0)  # the backlog queues (the first one goes at once)
+        handler = asyncio.create_task(one("handler", Priority.HIGH))
+        await asyncio.gather(*backlog, handler)
+        return order
+
+    order = run_in_virtual_time(scenario())
+    assert order[:2] == ["bulk 0", "handler"]
+    assert order[2:] == ["bulk 1", "bulk 2", "bulk 3", "bulk 4"]
+
+
+def test_a_manual_initialise_still_goes_before_a_high_priority_request() -> None:
+    async def scenario() -> list[str]:
+        limiter = InProcessRateLimiter(RateLimits(requests=60, per=60.0), burst=1)
+        order: list[str] = []
+
+        async def one(name: str, kind: RequestKind, priority: Priority) -> None:
+            await limiter.acquire(kind, priority=priority)
+            order.append(name)
+
+        first = asyncio.create_task(one("first", RequestKind.ORDINARY, Priority.NORMAL))
+        await asyncio.sleep(0)
+        high = asyncio.create_task(one("high", RequestKind.ORDINARY, Priority.HIGH))
+        manual = asyncio.create_task(one("manual", RequestKind.MANUAL, Priority.NORMAL))
+        await asyncio.gather(first, high, manual)
+        return order
+
+    assert run_in_virtual_time(scenario()) == ["first", "manual", "high"]
