@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, Final, Self, TypedDict
+from typing import TYPE_CHECKING, Any, Final, Self, TypedDict
 
 from aiohttp import web
 
@@ -53,6 +53,9 @@ from ._switches import (
     check_run_id_key,
     check_run_outcome,
 )
+
+if TYPE_CHECKING:
+    from patchworks_async import PatchworksClient
 
 __all__ = ["FakePatchworks", "ServiceURLs"]
 
@@ -308,6 +311,32 @@ class FakePatchworks(FakeData):
         return ServiceURLs(
             core_url=self.core_url, start_url=self.start_url, login_url=self.login_url
         )
+
+    def client(self, **overrides: Any) -> PatchworksClient:
+        """A ``PatchworksClient`` for this fake, ready for fast tests.
+
+        Pointed at the fake's URLs with its API key, keeping the fake's own limits (its
+        window and request counts) with no pacing under them, and retrying at once: a test
+        of a hundred starts runs in a fraction of a second, and never meets a 429 it did
+        not set up. Use it as ``async with fake.client() as pw:``.
+
+        Args:
+            **overrides: Any ``PatchworksClient`` argument, e.g. ``email=fake.email,
+                password=fake.password`` to log in, or ``max_wait=...``.
+        """
+        from patchworks_async import InProcessRateLimiter, PatchworksClient, RetryPolicy
+        from patchworks_async import RateLimits as ClientLimits
+
+        requests, manual, starts, window = self._rate_limits.settings
+        limits = ClientLimits(requests=requests, manual_starts=manual, starts=starts, per=window)
+        settings: dict[str, Any] = {**self.urls, "retry": RetryPolicy(backoff_base=0.0)}
+        if "email" not in overrides:
+            settings["api_key"] = self.api_key
+        if "limiter" not in overrides and "rate_limits" not in overrides:
+            # Bursts up to the whole budget: the limiter's window still keeps the fake's.
+            settings["limiter"] = InProcessRateLimiter(limits, burst=requests)
+        settings.update(overrides)
+        return PatchworksClient(**settings)
 
     @property
     def api_key(self) -> str:

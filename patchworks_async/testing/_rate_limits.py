@@ -50,6 +50,13 @@ class RateLimits:
         starts = None
         if starts_per_window is not None:
             starts = Limit("starts", check_int("starts_per_window", starts_per_window), window)
+        self.settings = (
+            account.max_attempts,
+            manual.max_attempts,
+            None if starts is None else starts.max_attempts,
+            window,
+        )
+        """``(requests, manual, starts, window)`` as configured: what a client should keep."""
         tier = [starts] if starts is not None else []
         # Outermost first, as Laravel's middleware runs; built once, not per request.
         self._stacks: dict[RouteKind, list[Limit]] = {
