@@ -9,6 +9,7 @@ losing nothing and starting nothing twice::
         started = await pw.flows.start(101, 9001, {"orders": orders})
 """
 
+import logging
 from typing import TYPE_CHECKING
 
 from ._bulk import BulkStart
@@ -32,13 +33,16 @@ from ._errors import (
     RateLimitError,
     RateLimiterUnavailableError,
     RateLimitTimeoutError,
+    RequestTimeoutError,
     RunWaitTimeoutError,
     ServerError,
-    TimeoutError,
     TransportError,
     UnexpectedResponseError,
     UnsupportedMediaTypeError,
     ValidationError,
+)
+from ._errors import (
+    TimeoutError as TimeoutError,  # importable, but not in __all__ (see below)
 )
 from ._outcomes import StartResult, StartStatus
 from ._pagination import AsyncPaginator, ListOptions, Page
@@ -58,7 +62,12 @@ from .resources.virtual_environments import VirtualEnvironment
 if TYPE_CHECKING:
     from ._redis import RedisRateLimiter
 
+logging.getLogger(__name__).addHandler(logging.NullHandler())  # the application decides
+
 _REDIS_NAMES = frozenset({"RedisRateLimiter"})
+
+# ``TimeoutError`` is importable by name but left out of ``__all__`` (as
+# ``RequestTimeoutError`` it is in): ``import *`` must not shadow the builtin.
 
 
 def __getattr__(name: str) -> object:
@@ -113,13 +122,13 @@ __all__ = [
     "RateLimits",
     "RedisRateLimiter",
     "RequestKind",
+    "RequestTimeoutError",
     "RetryPolicy",
     "RunWaitTimeoutError",
     "ScheduledFlow",
     "ServerError",
     "StartResult",
     "StartStatus",
-    "TimeoutError",
     "TransportError",
     "UnexpectedResponseError",
     "UnsupportedMediaTypeError",

@@ -9,7 +9,35 @@ from typing import Protocol
 
 from ._errors import PatchworksError
 
-__all__ = ["ApiKeyAuth", "Auth", "LoginAuth"]
+__all__ = ["ApiKeyAuth", "Auth", "LoginAuth", "Secret", "SecretBytes"]
+
+
+class Secret(str):
+    """A credential (API key, password, token, ``Authorization`` value) that never shows.
+
+    A ``str`` to everything that uses it, so it goes into a header or a JSON body as it
+    is, but its ``repr`` is ``'***'``: a traceback that prints local variables (Sentry,
+    ``pytest --showlocals``, rich), a log of a dict of headers, a debugger's variables
+    view never show it. Kept this way from the constructor to the moment the header is
+    built.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    def removeprefix(self, prefix: str, /) -> Secret:
+        return Secret(str.removeprefix(self, prefix))
+
+
+class SecretBytes(bytes):
+    """A body that holds a credential (the login request's), with a redacted ``repr``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} bytes, redacted>"
 
 LoginCall = Callable[[], Awaitable[tuple[str, float]]]
 """Logs in once; returns the token and its lifetime in seconds."""
@@ -33,7 +61,7 @@ class ApiKeyAuth:
     __slots__ = ("_key",)
 
     def __init__(self, api_key: str) -> None:
-        self._key = api_key
+        self._key = Secret(api_key)
 
     async def authorization(self) -> str:
         return self._key
@@ -73,7 +101,7 @@ class LoginAuth:
 
     async def authorization(self) -> str:
         token = self._token if self._fresh() else await self._renew(stale=self._token)
-        return f"Bearer {token}"
+        return Secret(f"Bearer {token}")
 
     async def renew_after_rejection(self, rejected: str) -> bool:
         await self._renew(stale=rejected.removeprefix("Bearer "))
@@ -96,7 +124,7 @@ class LoginAuth:
                 raise
             self._generation += 1
             self._failure = None
-            self._token = token
+            self._token = Secret(token)
             # Renew a little early (a tenth of the lifetime, at most a minute) so that a
             # request in flight does not meet the expiry.
             self._renew_at = self._clock() + lifetime - min(60.0, lifetime / 10)

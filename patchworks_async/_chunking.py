@@ -40,8 +40,7 @@ _WorstCase = Literal[_Envelope.WORST_CASE]
 
 _WORST_CASE_ID: Final = "9" * 20
 """Stands in for an id that was not given: as a JSON string it takes 22 bytes, more than any
-int id of up to 20 digits (every unsigned 64-bit id) or any string id of up to 20 characters
-that JSON does not escape."""
+id of up to 20 digits (every unsigned 64-bit id), as an int or as a string of its digits."""
 
 
 def chunk_records(
@@ -67,8 +66,8 @@ def chunk_records(
     record's escaped size, plus a comma between records. Neither the records' JSON nor their
     sizes are kept: only the lists of the records themselves.
 
-    An id not given is taken as the largest any id of up to 20 digits (or 20 characters
-    JSON leaves unescaped) makes, and the version and virtual environment ids as present, so
+    An id not given is taken as the largest any id of up to 20 digits makes (as an int or
+    a string of its digits), and the version and virtual environment ids as present, so
     every chunk fits whatever ids the starts use, at a cost of under a hundred bytes a
     chunk. Passing all the ids the starts will use (``None`` for an omitted version or
     virtual environment) makes the measure exact. Flow variables cannot be guessed: pass

@@ -20,8 +20,9 @@ from urllib.parse import quote
 import aiohttp
 
 from ._api import Api, Finalisable, Service
-from ._auth import ApiKeyAuth, Auth, LoginAuth
+from ._auth import ApiKeyAuth, Auth, LoginAuth, Secret
 from ._config import (
+    CREDENTIALS,
     DEFAULT_CORE_URL,
     DEFAULT_LOGIN_URL,
     DEFAULT_MAX_BODY_BYTES,
@@ -119,6 +120,8 @@ class PatchworksClient:
         session: aiohttp.ClientSession | None = None,
         tenant: int | str | None = None,
     ) -> None:
+        # Redacted at once: a traceback showing this frame's locals shows no secret.
+        api_key, password = _redacted(api_key), _redacted(password)
         connection = _Connection(
             credentials=_check_credentials(api_key, email, password),
             core_url=check_base_url("core_url", core_url),
@@ -196,13 +199,19 @@ class PatchworksClient:
 
         Reads ``PATCHWORKS_API_KEY``, ``PATCHWORKS_EMAIL``, ``PATCHWORKS_PASSWORD``,
         ``PATCHWORKS_CORE_URL``, ``PATCHWORKS_START_URL`` and ``PATCHWORKS_LOGIN_URL``;
-        keyword arguments override them and pass anything else through.
+        keyword arguments override them (credentials as a whole: ``api_key=`` ignores the
+        ``PATCHWORKS_EMAIL`` and ``PATCHWORKS_PASSWORD`` of the environment) and pass
+        anything else through.
 
         Args:
             environ: The mapping to read instead of ``os.environ``.
             **overrides: Constructor arguments that win over the environment.
         """
         settings: dict[str, Any] = settings_from_env(os.environ if environ is None else environ)
+        if CREDENTIALS & overrides.keys():
+            # Credentials given as arguments replace the environment's as a whole: an
+            # api_key never clashes with a PATCHWORKS_EMAIL left in the environment.
+            settings = {k: v for k, v in settings.items() if k not in CREDENTIALS}
         settings.update(overrides)
         return cls(**settings)
 
@@ -298,7 +307,9 @@ class PatchworksClient:
             await self._connection.aclose()
 
     def __repr__(self) -> str:
-        connection = self._connection
+        connection: _Connection | None = getattr(self, "_connection", None)
+        if connection is None:  # a constructor that raised: shown in a traceback's locals
+            return "PatchworksClient(<not configured>)"
         return (
             f"PatchworksClient(auth={connection.credentials.kind!r}, "
             f"core_url={connection.core_url!r}, start_url={connection.start_url!r})"
@@ -500,12 +511,16 @@ def _check_tenant(tenant: object) -> str | None:
     return text
 
 
+def _redacted(secret: str | None) -> str | None:
+    return Secret(secret) if isinstance(secret, str) else secret
+
+
 class _Credentials:
     """The secrets, kept where no ``repr`` or traceback of locals prints them."""
 
     __slots__ = ("kind", "secrets")
 
-    def __init__(self, kind: str, secrets: tuple[str, ...]) -> None:
+    def __init__(self, kind: str, secrets: tuple[Secret, ...]) -> None:
         self.kind = kind
         self.secrets = secrets
 
@@ -513,19 +528,20 @@ class _Credentials:
         return f"<{self.kind} credentials>"
 
 
-def _check_credentials(
-    api_key: str | None, email: str | None, password: str | None
-) -> _Credentials:
+def _check_credentials(api_key: object, email: object, password: object) -> _Credentials:
     """Exactly one of an API key or an email and password; messages never echo a secret."""
     for name, value in (("api_key", api_key), ("email", email), ("password", password)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ConfigurationError(f"{name} must be a non-empty string")
+    if isinstance(api_key, str) and not api_key.isprintable():
+        # It goes into a header as it is: a line break would end the header early.
+        raise ConfigurationError("api_key must be printable: it holds a line break or tab")
     if api_key is not None and (email is not None or password is not None):
         raise ConfigurationError("give either api_key or email and password, not both")
-    if api_key is not None:
-        return _Credentials("api_key", (api_key,))
-    if email is not None and password is not None:
-        return _Credentials("login", (email, password))
+    if isinstance(api_key, str):
+        return _Credentials("api_key", (Secret(api_key),))
+    if isinstance(email, str) and isinstance(password, str):
+        return _Credentials("login", (Secret(email), Secret(password)))
     if email is not None or password is not None:
         raise ConfigurationError("email and password must be given together")
     raise ConfigurationError(

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import math
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import attrs
-from attrs import field, frozen, validators
+from attrs import field, frozen
 
+from ._auth import Secret
 from ._errors import ConfigurationError
 
 DEFAULT_CORE_URL = "https://core.wearepatchworks.com/api/v1"
@@ -30,14 +32,68 @@ ENV_VARS = {
 }
 
 
-def _positive(instance: object, attribute: Any, value: float | None) -> None:
-    if value is not None and not value > 0:
-        raise ConfigurationError(f"{attribute.name} must be positive, not {value!r}")
+def _count(instance: object, attribute: Any, value: object) -> None:
+    """A whole number >= 1 (``None`` allowed where the field's default is ``None``)."""
+    if value is None and attribute.default is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{attribute.name} must be an int >= 1, not {value!r}")
 
 
-def _not_negative(instance: object, attribute: Any, value: float | None) -> None:
-    if value is not None and value < 0:
-        raise ConfigurationError(f"{attribute.name} must not be negative, not {value!r}")
+def _count_or_zero(instance: object, attribute: Any, value: object) -> None:
+    """A whole number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"{attribute.name} must be an int >= 0, not {value!r}")
+
+
+def _seconds(instance: object, attribute: Any, value: object) -> None:
+    """A finite number of seconds > 0 (``None`` allowed where the default is ``None``)."""
+    if value is None and attribute.default is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ConfigurationError(
+            f"{attribute.name} must be a finite number of seconds > 0, not {value!r}"
+        )
+
+
+def _seconds_or_zero(instance: object, attribute: Any, value: object) -> None:
+    """A finite number of seconds >= 0 (``None`` allowed where the default is ``None``)."""
+    if value is None and attribute.default is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise ConfigurationError(
+            f"{attribute.name} must be a finite number of seconds >= 0, not {value!r}"
+        )
+
+
+def _boolean(instance: object, attribute: Any, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{attribute.name} must be True or False, not {value!r}")
+
+
+def check_id(name: str, value: object) -> int | str:
+    """An id the API can take: a positive int, or a string of its digits.
+
+    Checked before anything is sent: a ``-1`` or an ``"abc"`` would only come back as a
+    404 (or worse, name another route).
+
+    Raises:
+        ConfigurationError: anything else, naming the argument.
+    """
+    if isinstance(value, bool) or not (
+        (isinstance(value, int) and value > 0)
+        or (isinstance(value, str) and value.isascii() and value.isdigit() and int(value) > 0)
+    ):
+        raise ConfigurationError(
+            f"{name} must be a positive int (or a string of its digits), not {value!r}"
+        )
+    return value
+
+
+def _default_manual_starts(limits: RateLimits) -> int:
+    """10 a minute, as documented; no more than ``requests`` (a smaller account)."""
+    requests = limits.requests
+    return min(10, requests) if isinstance(requests, int) and requests >= 1 else 10
 
 
 @frozen
@@ -46,7 +102,8 @@ class RateLimits:
 
     Args:
         requests: Requests of any kind (retries included) allowed per window.
-        manual_starts: Manual initialise calls allowed per window.
+        manual_starts: Manual initialise calls allowed per window (10, or ``requests`` when
+            that is smaller).
         starts: An optional cap on flow starts (queued and manual) per window, for tiers
             that have one.
         per: The window length in seconds. Tests and demos shrink it to seconds.
@@ -56,11 +113,23 @@ class RateLimits:
             proportionate margin. Each second of margin costs about ``1 / per`` of the rate.
     """
 
-    requests: int = field(default=240, validator=_positive)
-    manual_starts: int = field(default=10, validator=_positive)
-    starts: int | None = field(default=None, validator=_positive)
-    per: float = field(default=60.0, validator=_positive)
-    margin: float | None = field(default=None, validator=_not_negative)
+    requests: int = field(default=240, validator=_count)
+    manual_starts: int = field(
+        default=attrs.Factory(_default_manual_starts, takes_self=True),
+        validator=_count,
+    )
+    starts: int | None = field(default=None, validator=_count)
+    per: float = field(default=60.0, validator=_seconds)
+    margin: float | None = field(default=None, validator=_seconds_or_zero)
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("manual_starts", "starts"):
+            value = getattr(self, name)
+            if value is not None and value > self.requests:
+                raise ConfigurationError(
+                    f"{name} ({value}) cannot exceed requests ({self.requests}): every "
+                    "start is also one of the requests"
+                )
 
     @property
     def span(self) -> float:
@@ -84,11 +153,11 @@ class RetryPolicy:
             :class:`RateLimitError` is raised; ``0`` raises on the first 429.
     """
 
-    attempts: int = field(default=4, validator=_positive)
-    backoff_base: float = field(default=0.5, validator=_not_negative)
-    backoff_max: float = field(default=30.0, validator=_not_negative)
-    retry_ambiguous_starts: bool = field(default=False, validator=validators.instance_of(bool))
-    max_rate_limited_waits: int = field(default=10, validator=_not_negative)
+    attempts: int = field(default=4, validator=_count)
+    backoff_base: float = field(default=0.5, validator=_seconds_or_zero)
+    backoff_max: float = field(default=30.0, validator=_seconds_or_zero)
+    retry_ambiguous_starts: bool = field(default=False, validator=_boolean)
+    max_rate_limited_waits: int = field(default=10, validator=_count_or_zero)
 
 
 class RequestKind(enum.Enum):
@@ -201,6 +270,15 @@ def check_base_url(name: str, url: str) -> str:
     return url.rstrip("/")
 
 
+CREDENTIALS = frozenset({"api_key", "email", "password"})
+"""The client arguments that are credentials (given together, replaced together)."""
+
+
 def settings_from_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """The client arguments found in ``environ``; empty variables count as unset."""
-    return {arg: environ[var] for arg, var in ENV_VARS.items() if environ.get(var)}
+    """The client arguments found in ``environ``; empty variables count as unset.
+
+    Credentials come back as ``Secret`` strings (a redacted ``repr``), so that a
+    traceback showing this frame's caller's locals does not show them.
+    """
+    found = {arg: environ[var] for arg, var in ENV_VARS.items() if environ.get(var)}
+    return {arg: Secret(value) if arg in CREDENTIALS else value for arg, value in found.items()}

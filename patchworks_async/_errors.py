@@ -59,6 +59,7 @@ __all__ = [
     "RateLimitError",
     "RateLimitTimeoutError",
     "RateLimiterUnavailableError",
+    "RequestTimeoutError",
     "RunWaitTimeoutError",
     "ServerError",
     "TimeoutError",
@@ -146,7 +147,14 @@ class TransportError(PatchworksError):
 
 
 class TimeoutError(TransportError, builtins.TimeoutError):
-    """The request did not complete within the client's timeout."""
+    """The request did not complete within the client's timeout.
+
+    Also exported as ``RequestTimeoutError``: ``from patchworks_async import *`` brings
+    that name, not this one, so that it never shadows the builtin ``TimeoutError``.
+    """
+
+
+RequestTimeoutError = TimeoutError
 
 
 class OutcomeUnknownError(PatchworksError):
@@ -280,14 +288,16 @@ class ServerError(APIError):
 class PayloadTooLargeError(PayloadError, APIError):
     """The request body is larger than the limit.
 
-    Raised by the client before sending (``status`` is ``None``) when the exact body would
-    exceed ``max_body_bytes``, or mapped from the server's 413 (``status`` is 413), which
-    means the server's limit is lower than the client's.
+    Raised by the client before sending when the exact body would exceed
+    ``max_body_bytes``, or mapped from the server's 413, which means the server's limit is
+    lower than the client's. ``status`` is 413 either way (what the server would say), so
+    code that sorts errors by status keeps working; ``refused_by_server`` tells them apart.
 
     Attributes:
         size: The size in bytes of the body that is, or would have been, sent.
         limit: The limit in bytes it broke, when known.
         index: For :func:`chunk_records`, the index of the record that is too large alone.
+        refused_by_server: False when the client refused it before sending.
     """
 
     def __init__(
@@ -309,11 +319,11 @@ class PayloadTooLargeError(PayloadError, APIError):
                 f"{which}request body of {size} bytes exceeds the limit of {limit} bytes; "
                 "split the data and send it in several calls"
             )
-        APIError.__init__(self, message, status=status or 0, **kwargs)
-        self.status = status  # type: ignore[assignment]  # None before sending
+        APIError.__init__(self, message, status=413, **kwargs)
+        self.refused_by_server = status is not None
 
     def __str__(self) -> str:
-        return self.message if self.status is None else APIError.__str__(self)
+        return APIError.__str__(self) if self.refused_by_server else self.message
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

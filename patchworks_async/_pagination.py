@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import difflib
+import math
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Generic, Self, TypedDict, TypeVar
@@ -68,6 +70,8 @@ def _filter_value(key: str, value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, dt.datetime):
         return str(int(value.timestamp() * 1000))  # the API's time filters are Unix ms
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigurationError(f"filter[{key}] must be a finite number, not {value!r}")
     if isinstance(value, str | int | float):
         return str(value)
     if isinstance(value, Iterable) and not isinstance(value, Mapping | bytes):
@@ -75,11 +79,30 @@ def _filter_value(key: str, value: object) -> str:
     raise ConfigurationError(f"filter[{key}] cannot be {type(value).__name__}: {value!r}")
 
 
-def _names(what: str, value: str | Iterable[str]) -> str:
-    names = [value] if isinstance(value, str) else list(value)
+def _names(what: str, value: object) -> str:
+    if isinstance(value, str):
+        names = [value]
+    elif isinstance(value, Iterable) and not isinstance(value, Mapping | bytes):
+        names = list(value)
+    else:
+        names = []
     if not names or not all(isinstance(name, str) and name for name in names):
-        raise ConfigurationError(f"{what} must be a non-empty string or list of strings")
+        raise ConfigurationError(
+            f"{what} must be a non-empty string or list of strings, not {value!r}"
+        )
     return ",".join(names)
+
+
+def _mapping_of_names(what: str, value: object) -> Mapping[str, object]:
+    """A mapping whose keys are non-empty strings (``filter``, ``fields``)."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"{what} must be a mapping such as {{'enabled': True}}, not {value!r}"
+        )
+    for key in value:
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"{what} keys must be non-empty strings, not {key!r}")
+    return value
 
 
 def include_param(include: str | Iterable[str] | None) -> Params:
@@ -121,11 +144,13 @@ def list_params(
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise ConfigurationError(f"per_page must be from 1 to {MAX_PER_PAGE}, not {per_page}")
     params: Params = []
-    for key, value in (filter or {}).items():
+    for key, value in (_mapping_of_names("filter", filter) if filter is not None else {}).items():
         if value is not None:
             params.append((f"filter[{key}]", _filter_value(key, value)))
     params += include_param(include)
-    for resource, names in (fields or {}).items():
+    for resource, names in (
+        _mapping_of_names("fields", fields) if fields is not None else {}
+    ).items():
         params.append((f"fields[{resource}]", _names(f"fields[{resource}]", names)))
     if sort is not None:
         params.append(("sort", _names("sort", sort)))
@@ -330,8 +355,20 @@ def paginate(fetch: FetchPage, item_type: type[T], options: ListOptions) -> Asyn
         item_type: The model each item becomes.
         options: What the caller passed to ``list(...)``.
     """
+    unknown = options.keys() - ListOptions.__annotations__.keys()
+    if unknown:
+        # What Python says of a typo in a signature with named parameters.
+        name = sorted(unknown)[0]
+        hint = difflib.get_close_matches(name, ListOptions.__annotations__, n=1)
+        raise TypeError(
+            f"list() got an unexpected keyword argument {name!r}"
+            + (f"; did you mean {hint[0]!r}?" if hint else "")
+        )
     per_page = options.get("per_page", MAX_PER_PAGE)
     max_items = options.get("max_items")
+    prefetch = options.get("prefetch", False)
+    if not isinstance(prefetch, bool):
+        raise ConfigurationError(f"prefetch must be True or False, not {prefetch!r}")
     params = list_params(
         filter=options.get("filter"),
         include=options.get("include"),
@@ -348,5 +385,5 @@ def paginate(fetch: FetchPage, item_type: type[T], options: ListOptions) -> Asyn
         params,
         per_page=per_page,
         max_items=max_items,
-        prefetch=options.get("prefetch", False),
+        prefetch=prefetch,
     )

@@ -19,11 +19,11 @@ from typing import Any
 
 import attrs
 
+from ._config import check_id
 from ._errors import ConfigurationError, PayloadError, PayloadTooLargeError
 
 __all__ = [
     "RecordEncoder",
-    "check_id",
     "dumps_compact",
     "encode_start_body",
     "flow_variables_text",
@@ -112,17 +112,6 @@ def _text_of(payload: object) -> str | None:
 def _id_json(value: int | str) -> str:
     """An id as JSON, without building an encoder for one scalar (a checked int or str)."""
     return str(value) if isinstance(value, int) else _escape_string(value)
-
-
-def check_id(name: str, value: object) -> int | str:
-    """An id the API can take: an int or a non-empty string.
-
-    Raises:
-        ConfigurationError: anything else, naming the argument.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | str) or value == "":
-        raise ConfigurationError(f"{name} must be an int or a non-empty str, not {value!r}")
-    return value
 
 
 def flow_variables_text(flow_variables: Mapping[str, Any] | list[Any] | str) -> str:

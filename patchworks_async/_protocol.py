@@ -34,8 +34,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, NamedTuple
 
 import aiohttp
-from attrs import frozen
+from attrs import field, frozen
 
+from ._auth import Secret
 from ._config import RequestKind, RetryPolicy
 from ._errors import (
     AuthenticationError,
@@ -123,11 +124,12 @@ class Request(NamedTuple):
 
 @frozen
 class Replied:
-    """The server answered (any status)."""
+    """The server answered (any status). The body stays out of ``repr``: a login reply
+    holds a token, and any other can be large."""
 
     status: int
     headers: Mapping[str, str]
-    raw: bytes
+    raw: bytes = field(repr=False)
 
 
 @frozen
@@ -349,7 +351,7 @@ def decide_login(request: Request, outcome: Outcome) -> Decision:
         lifetime = body.get("expires_in")
         if isinstance(lifetime, bool) or not isinstance(lifetime, int | float) or lifetime <= 0:
             lifetime = DEFAULT_TOKEN_LIFETIME
-        return Decision(Action.RETURN, body=(token, float(lifetime)))
+        return Decision(Action.RETURN, body=(Secret(token), float(lifetime)))
     if status in RETRYABLE_STATUSES:
         error = error_for_response(
             status, body, headers=outcome.headers, method=request.method, url=request.url

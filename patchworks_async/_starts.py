@@ -13,10 +13,9 @@ from typing import TYPE_CHECKING, Any, Final
 
 from attrs import field, frozen
 
-from ._config import RequestKind
+from ._config import RequestKind, check_id
 from ._errors import ConfigurationError
 from ._payload import (
-    check_id,
     flow_variables_text,
     raw_start_body,
     start_body,

@@ -23,7 +23,7 @@ from typing import Any, Final, Protocol, TypeVar, cast
 import aiohttp
 import backoff
 
-from ._auth import Auth
+from ._auth import Auth, SecretBytes
 from ._config import CallOptions, Priority, RequestKind, RetryPolicy
 from ._errors import RateLimitTimeoutError
 from ._payload import dumps_compact
@@ -338,7 +338,9 @@ class Transport:
         """
         # The two documented login endpoints name the first field differently (email,
         # username); each reads its own and ignores the other, so both are sent.
-        body = dumps_compact({"email": email, "username": email, "password": password}).encode()
+        body = SecretBytes(
+            dumps_compact({"email": email, "username": email, "password": password}).encode()
+        )
         request = Request("POST", url, None, body, RequestKind.ORDINARY, idempotent=True)
         login = self._with_retries(options.retry, self._login_try)
         try:

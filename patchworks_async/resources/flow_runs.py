@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Unpack
 from attrs import frozen
 
 from .._api import data_of
+from .._config import check_id, check_seconds
 from .._errors import ConfigurationError, NotFoundError, RunWaitTimeoutError
 from .._models import structure
 from .._pagination import AsyncPaginator, ListOptions, include_param
@@ -107,6 +108,7 @@ class FlowRuns:
             NotFoundError: no such run; right after ``flows.start`` this can also mean the
                 start is still queued (see :meth:`wait`).
         """
+        check_id("run_id", run_id)
         reply = await self._api.request(
             "core", "GET", ["flow-runs", run_id], params=include_param(include)
         )
@@ -126,6 +128,7 @@ class FlowRuns:
             load_payload_ids: Ask the server to fill in each line's ``payload_metadata_id``.
             **options: See :class:`ListOptions` (include ``flowRunLogMetadata``).
         """
+        check_id("run_id", run_id)
         extra = [("load_payload_ids", "true")] if load_payload_ids else []
         return self._api.paginate(
             ["flow-runs", run_id, "flow-run-logs"], FlowRunLog, options, params=extra
@@ -138,6 +141,7 @@ class FlowRuns:
         Not idempotent: after an ambiguous failure it raises :class:`OutcomeUnknownError`
         rather than risk a second retry.
         """
+        check_id("run_id", run_id)
         reply = await self._api.request("core", "POST", ["flow-runs", run_id, "retry"])
         return FlowRunStarted.from_reply(reply)
 
@@ -177,11 +181,11 @@ class FlowRuns:
                 "run_id is None: the start's reply named no run; find the run with "
                 "flow_runs.list(filter={'flow_id': ...}, sort='-started_at')"
             )
-        for name, value in (("timeout", timeout), ("poll_interval", poll_interval)):
-            if not value > 0:
-                raise ConfigurationError(f"{name} must be positive, not {value!r}")
-        if not not_found_grace >= 0:
-            raise ConfigurationError(f"not_found_grace must be >= 0, not {not_found_grace!r}")
+        check_id("run_id", run_id)
+        check_seconds("timeout", timeout)
+        check_seconds("poll_interval", poll_interval)
+        if not_found_grace != 0:
+            check_seconds("not_found_grace", not_found_grace)
         loop = asyncio.get_running_loop()
         began = loop.time()
         deadline = began + timeout

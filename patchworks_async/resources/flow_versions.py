@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 from attrs import frozen
 
 from .._api import data_of
+from .._config import check_id
 from .._errors import ConfigurationError
 from .._models import structure, structure_written
 from .._pagination import AsyncPaginator, ListOptions, include_param
@@ -45,6 +46,7 @@ class FlowVersions:
         self, flow_id: int | str, **options: Unpack[ListOptions]
     ) -> AsyncPaginator[FlowVersion]:
         """Stream a flow's versions, a page at a time."""
+        check_id("flow_id", flow_id)
         return self._api.paginate(["flows", flow_id, "versions"], FlowVersion, options)
 
     async def get(
@@ -55,6 +57,8 @@ class FlowVersions:
         include: str | Iterable[str] | None = None,
     ) -> FlowVersion:
         """One version of a flow."""
+        check_id("flow_id", flow_id)
+        check_id("version_id", version_id)
         path = ["flows", flow_id, "versions", version_id]
         reply = await self._api.request("core", "GET", path, params=include_param(include))
         return structure(data_of(reply), FlowVersion, body=reply)
@@ -65,6 +69,7 @@ class FlowVersions:
         Not idempotent: after an ambiguous failure it raises
         :class:`OutcomeUnknownError` rather than risk a second version.
         """
+        check_id("flow_id", flow_id)
         path = ["flows", flow_id, "versions"]
         reply = await self._api.request("core", "POST", path, json=fields)
         return structure_written(
@@ -74,6 +79,8 @@ class FlowVersions:
     async def update(self, flow_id: int | str, version_id: int | str, **fields: Any) -> FlowVersion:
         """Change only the fields given; ``deployed_at`` deploys or undeploys (see
         :meth:`deploy`)."""
+        check_id("flow_id", flow_id)
+        check_id("version_id", version_id)
         if not fields:
             raise ConfigurationError("update() needs at least one field to change")
         if isinstance(fields.get("deployed_at"), dt.datetime):
@@ -84,6 +91,8 @@ class FlowVersions:
 
     async def delete(self, flow_id: int | str, version_id: int | str) -> None:
         """Delete a version of a flow."""
+        check_id("flow_id", flow_id)
+        check_id("version_id", version_id)
         await self._api.request("core", "DELETE", ["flows", flow_id, "versions", version_id])
 
     async def deploy(self, flow_id: int | str, version_id: int | str) -> FlowVersion:
@@ -92,10 +101,14 @@ class FlowVersions:
         The API deploys through the version's ``deployed_at`` (set to now); the version
         deployed before stops being so.
         """
+        check_id("flow_id", flow_id)
+        check_id("version_id", version_id)
         now = dt.datetime.now(dt.UTC)
         return await self.update(flow_id, version_id, deployed_at=now)
 
     async def undeploy(self, flow_id: int | str, version_id: int | str) -> FlowVersion:
         """Undeploy a version (``deployed_at`` set to null): a start without a version id
         is then refused (422) until another version is deployed."""
+        check_id("flow_id", flow_id)
+        check_id("version_id", version_id)
         return await self.update(flow_id, version_id, deployed_at=None)

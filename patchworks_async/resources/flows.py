@@ -11,6 +11,7 @@ from attrs import frozen
 
 from .._api import data_of
 from .._bulk import BulkStart, start_many
+from .._config import check_id
 from .._errors import ConfigurationError, UnexpectedResponseError
 from .._models import structure, structure_written
 from .._pagination import AsyncPaginator, ListOptions, include_param
@@ -227,6 +228,7 @@ class Flows:
 
     async def get(self, flow_id: int | str, *, include: str | Iterable[str] | None = None) -> Flow:
         """One flow, with the relations named in ``include`` (``versions``, ``latestVersion``)."""
+        check_id("flow_id", flow_id)
         reply = await self._api.request(
             "core", "GET", ["flows", flow_id], params=include_param(include)
         )
@@ -252,6 +254,7 @@ class Flows:
         Flow fields are sent inside ``flow``; ``labels`` and ``notification_groups`` beside it,
         as the API reference lays out the body.
         """
+        check_id("flow_id", flow_id)
         if not fields:
             raise ConfigurationError("update() needs at least one field to change")
         body: dict[str, Any] = {
@@ -264,6 +267,7 @@ class Flows:
 
     async def delete(self, flow_id: int | str) -> None:
         """Delete a flow."""
+        check_id("flow_id", flow_id)
         await self._api.request("core", "DELETE", ["flows", flow_id])
 
     async def export(self, flow_id: int | str) -> dict[str, Any]:
@@ -272,6 +276,7 @@ class Flows:
 
         Safe to retry: exporting changes nothing.
         """
+        check_id("flow_id", flow_id)
         reply = await self._api.request(
             "core", "POST", ["flows", "export"], json={"flow_id": flow_id}, idempotent=True
         )
@@ -313,6 +318,8 @@ class Flows:
     async def duplicate(self, flow_id: int | str, flow_version_id: int | str) -> Flow:
         """Copy a flow from one of its versions; returns the new flow (its name gets a
         number). Not retried after an ambiguous failure."""
+        check_id("flow_id", flow_id)
+        check_id("flow_version_id", flow_version_id)
         reply = await self._api.request(
             "core",
             "POST",
@@ -327,6 +334,7 @@ class Flows:
         A toggle is not idempotent: an ambiguous failure raises
         :class:`OutcomeUnknownError` instead of flipping it twice.
         """
+        check_id("flow_id", flow_id)
         await self._api.request(
             "core", "PATCH", ["flows", flow_id, "layout-direction"], idempotent=False
         )

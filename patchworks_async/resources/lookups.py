@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 from attrs import frozen
 
 from .._api import data_of
+from .._config import check_id
 from .._errors import ConfigurationError
 from .._models import structure, structure_written
 from .._pagination import AsyncPaginator, ListOptions
@@ -70,6 +71,7 @@ class CrossReferenceLookups:
 
     async def get(self, lookup_id: int | str) -> CrossReferenceLookup:
         """One lookup."""
+        check_id("lookup_id", lookup_id)
         reply = await self._api.request("core", "GET", [ROOT, lookup_id])
         return structure(data_of(reply), CrossReferenceLookup, body=reply)
 
@@ -83,6 +85,7 @@ class CrossReferenceLookups:
 
     async def update(self, lookup_id: int | str, **fields: Any) -> CrossReferenceLookup:
         """Change only the fields given (``name``, ``description``, ``default_value``)."""
+        check_id("lookup_id", lookup_id)
         if not fields:
             raise ConfigurationError("update() needs at least one field to change")
         reply = await self._api.request("core", "PUT", [ROOT, lookup_id], json=fields)
@@ -90,18 +93,21 @@ class CrossReferenceLookups:
 
     async def delete(self, lookup_id: int | str) -> None:
         """Delete a lookup and its rows."""
+        check_id("lookup_id", lookup_id)
         await self._api.request("core", "DELETE", [ROOT, lookup_id])
 
     def values(
         self, lookup_id: int | str, **options: Unpack[ListOptions]
     ) -> AsyncPaginator[LookupValue]:
         """Stream a lookup's rows, a page at a time (inferred path)."""
+        check_id("lookup_id", lookup_id)
         return self._api.paginate([ROOT, lookup_id, "values"], LookupValue, options)
 
     async def add_value(
         self, lookup_id: int | str, left_value: str, right_value: str
     ) -> LookupValue:
         """Add a row mapping ``left_value`` to ``right_value`` (inferred path)."""
+        check_id("lookup_id", lookup_id)
         body = {"left_value": left_value, "right_value": right_value}
         reply = await self._api.request("core", "POST", [ROOT, lookup_id, "values"], json=body)
         return structure_written(
@@ -112,6 +118,8 @@ class CrossReferenceLookups:
         self, lookup_id: int | str, value_id: int | str, **fields: Any
     ) -> LookupValue:
         """Change only the given fields of a row (``left_value``, ``right_value``)."""
+        check_id("lookup_id", lookup_id)
+        check_id("value_id", value_id)
         if not fields:
             raise ConfigurationError("update_value() needs at least one field to change")
         reply = await self._api.request(
@@ -121,4 +129,6 @@ class CrossReferenceLookups:
 
     async def delete_value(self, lookup_id: int | str, value_id: int | str) -> None:
         """Delete one row (inferred path)."""
+        check_id("lookup_id", lookup_id)
+        check_id("value_id", value_id)
         await self._api.request("core", "DELETE", [ROOT, lookup_id, "values", value_id])

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Unpack
 
 from attrs import frozen
 
+from .._config import check_id
 from .._pagination import AsyncPaginator, ListOptions
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ class Payloads:
 
     async def download(self, payload_id: int | str) -> bytes:
         """The payload's bytes, exactly as stored (a start's payload as it was sent)."""
+        check_id("payload_id", payload_id)
         path = ["payload-metadata", payload_id, "download"]
         data: bytes = await self._api.request("core", "GET", path, raw_reply=True)
         return data

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Unpack
 
 from attrs import frozen
 
+from .._config import check_id
 from .._pagination import AsyncPaginator, ListOptions
 
 if TYPE_CHECKING:
@@ -45,4 +46,5 @@ class Queue:
 
     async def delete(self, scheduled_id: int | str) -> None:
         """Take a queued start off the queue: its run will not happen."""
+        check_id("scheduled_id", scheduled_id)
         await self._api.request("core", "DELETE", ["scheduled-flows", scheduled_id])

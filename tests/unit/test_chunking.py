@@ -63,8 +63,8 @@ ENVELOPES: list[tuple[dict[str, Any], dict[str, Any]]] = [
         {"flow_id": 101, "version_id": 9001},
     ),
     (
-        {"flow_id": "f", "version_id": None, "virtual_environment_id": None},
-        {"flow_id": "f", "version_id": None},
+        {"flow_id": "42", "version_id": None, "virtual_environment_id": None},
+        {"flow_id": "42", "version_id": None},
     ),
     (  # the ids not given are the worst case
         {"flow_id": 5, "version_id": None},
@@ -80,8 +80,8 @@ ENVELOPES: list[tuple[dict[str, Any], dict[str, Any]]] = [
         {"flow_id": 7, "version_id": 8, "flow_variables": {"mode": 'é"\\'}},
     ),
     (
-        {"flow_id": 1, "version_id": None, "virtual_environment_id": "ve"},
-        {"flow_id": 1, "version_id": None, "virtual_environment_id": "ve"},
+        {"flow_id": 1, "version_id": None, "virtual_environment_id": "77"},
+        {"flow_id": 1, "version_id": None, "virtual_environment_id": "77"},
     ),
 ]
 
@@ -230,7 +230,7 @@ def test_a_record_too_large_alone_names_its_index() -> None:
     assert error.index == 2
     assert error.size == body_size(["c" * 1000], ids)
     assert error.limit == limit
-    assert error.status is None
+    assert (error.status, error.refused_by_server) == (413, False)  # refused before sending
     assert "record 2" in str(error)
 
 
@@ -370,7 +370,7 @@ def test_the_default_envelope_fits_any_id_of_up_to_20_digits() -> None:
     envelopes: list[tuple[int | str, int | str | None, int | str | None]] = [
         (big, big, big),
         (str(big), str(big), str(big)),
-        ("x" * 20, None, None),
+        ("9" * 20, None, None),
         (1, 2, None),
     ]
     for flow_id, version_id, environment in envelopes:
