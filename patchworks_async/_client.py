@@ -1,26 +1,22 @@
-"""``PatchworksClient``: configuration and life cycle; the one place requests are built.
+"""``PatchworksClient``: the public face: its arguments, its options, its life cycle.
 
-The client owns what is bound to a running loop (the session, the transport) and creates
-it on first use. The resources reach it only through the narrow :class:`._api.Api`
-interface, implemented here by :class:`_ClientApi`: a resource knows endpoints and models,
-nothing of sessions, limiters or retries.
+What a client shares with its ``with_options`` views (URLs, credentials, limiter, and the
+session and transport created in the running loop on first use) is a
+:class:`._connection.Connection`; the resources reach it only through the narrow
+:class:`._api.Api`, implemented by :class:`._connection.ClientApi`: a resource knows
+endpoints and models, nothing of sessions, limiters or retries.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import os
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Final, Self, TypeVar
-from urllib.parse import quote
+from typing import Any, Final, Self
 
 import aiohttp
 
-from ._api import Api, Finalisable, Service
-from ._auth import ApiKeyAuth, Auth, LoginAuth, Secret
 from ._config import (
     CREDENTIALS,
     DEFAULT_CORE_URL,
@@ -31,17 +27,22 @@ from ._config import (
     CallOptions,
     Priority,
     RateLimits,
-    RequestKind,
     RetryPolicy,
     check_base_url,
     settings_from_env,
 )
-from ._errors import ConfigurationError
-from ._pagination import AsyncPaginator, ListOptions, paginate
-from ._payload import dumps_compact
-from ._protocol import RateLimitStatus, Request
-from ._ratelimit import InProcessRateLimiter, RateLimiter
-from ._transport import SendObserver, Transport
+from ._connection import (
+    ClientApi,
+    Connection,
+    check_credentials,
+    check_max_body_bytes,
+    check_session,
+    check_tenant,
+    choose_limiter,
+    redacted,
+)
+from ._protocol import RateLimitStatus
+from ._ratelimit import RateLimiter
 from .resources.flow_runs import FlowRuns
 from .resources.flow_versions import FlowVersions
 from .resources.flows import Flows
@@ -51,9 +52,6 @@ from .resources.queue import Queue
 from .resources.virtual_environments import VirtualEnvironments
 
 __all__ = ["PatchworksClient"]
-
-T = TypeVar("T")
-
 
 class _Unset(enum.Enum):
     """An option not given to :meth:`PatchworksClient.with_options` (``None`` is a value)."""
@@ -121,28 +119,28 @@ class PatchworksClient:
         tenant: int | str | None = None,
     ) -> None:
         # Redacted at once: a traceback showing this frame's locals shows no secret.
-        api_key, password = _redacted(api_key), _redacted(password)
-        connection = _Connection(
-            credentials=_check_credentials(api_key, email, password),
+        api_key, password = redacted(api_key), redacted(password)
+        connection = Connection(
+            credentials=check_credentials(api_key, email, password),
             core_url=check_base_url("core_url", core_url),
             start_url=check_base_url("start_url", start_url),
             login_url=check_base_url("login_url", login_url),
-            limiter=_limiter(limiter, rate_limits),
-            max_body_bytes=_check_max_body_bytes(max_body_bytes),
-            session=_check_session(session),
-            tenant=_check_tenant(tenant),
+            limiter=choose_limiter(limiter, rate_limits),
+            max_body_bytes=check_max_body_bytes(max_body_bytes),
+            session=check_session(session),
+            tenant=check_tenant(tenant),
         )
         options = CallOptions().replace(
             timeout=timeout, max_wait=max_wait, retry=retry or RetryPolicy()
         )
         self._attach(connection, options, owner=True)
 
-    def _attach(self, connection: _Connection, options: CallOptions, *, owner: bool) -> None:
+    def _attach(self, connection: Connection, options: CallOptions, *, owner: bool) -> None:
         """Bind this client to a connection (its own, or its parent's) and its options."""
         self._connection = connection
         self._options = options
         self._owner = owner
-        api = _ClientApi(connection, options)
+        api = ClientApi(connection, options)
         self.flows = Flows(api)
         self.flow_runs = FlowRuns(api)
         self.flow_versions = FlowVersions(api)
@@ -307,245 +305,10 @@ class PatchworksClient:
             await self._connection.aclose()
 
     def __repr__(self) -> str:
-        connection: _Connection | None = getattr(self, "_connection", None)
+        connection: Connection | None = getattr(self, "_connection", None)
         if connection is None:  # a constructor that raised: shown in a traceback's locals
             return "PatchworksClient(<not configured>)"
         return (
             f"PatchworksClient(auth={connection.credentials.kind!r}, "
             f"core_url={connection.core_url!r}, start_url={connection.start_url!r})"
         )
-
-
-class _Connection:
-    """What a client and its :meth:`PatchworksClient.with_options` views share: the URLs,
-    the credentials, the limiter, and (created in the running loop on first use) the
-    session and transport, and the work that closing must finish first."""
-
-    def __init__(
-        self,
-        *,
-        credentials: _Credentials,
-        core_url: str,
-        start_url: str,
-        login_url: str,
-        limiter: RateLimiter,
-        max_body_bytes: int,
-        session: aiohttp.ClientSession | None,
-        tenant: str | None,
-    ) -> None:
-        self.credentials = credentials
-        self.core_url = core_url
-        self.start_url = start_url
-        self.login_url = login_url
-        self.limiter = limiter
-        self.max_body_bytes = max_body_bytes
-        self.tenant = tenant
-        self.borrowed_session = session
-        self.transport: Transport | None = None
-        self.running: set[Finalisable] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
-        self._login_options = CallOptions()
-
-    def ready(self) -> Transport:
-        """The transport, created on first use inside the running loop."""
-        if self._closed:
-            raise RuntimeError("this PatchworksClient is closed")
-        loop = asyncio.get_running_loop()
-        if self.transport is not None:
-            if self._loop is not loop:
-                raise RuntimeError(
-                    "this PatchworksClient is bound to the event loop it was first used in; "
-                    "create one client per event loop"
-                )
-            return self.transport
-        session = self.borrowed_session or aiohttp.ClientSession()
-        self.transport = Transport(
-            session=session,
-            auth=self._make_auth(),
-            limiter=self.limiter,
-            headers=None if self.tenant is None else {"patchworks-tenant": self.tenant},
-        )
-        self._loop = loop
-        return self.transport
-
-    def _make_auth(self) -> Auth:
-        credentials = self.credentials
-        if credentials.kind == "api_key":
-            return ApiKeyAuth(credentials.secrets[0])
-        email, password = credentials.secrets
-
-        async def login() -> tuple[str, float]:
-            return await self.ready().login(self.login_url, email, password, self._login_options)
-
-        return LoginAuth(login)
-
-    async def aclose(self) -> None:
-        self._closed = True
-        running = list(self.running)
-        for work in running:
-            work.stop()
-        for work in running:
-            await work.settled()
-        transport, self.transport = self.transport, None
-        if transport is not None and self.borrowed_session is None:
-            await transport.session.close()
-
-
-class _ClientApi(Api):
-    """A client as its resources see it: build a request, send it, stream a list."""
-
-    __slots__ = ("_connection", "_options")
-
-    def __init__(self, connection: _Connection, options: CallOptions) -> None:
-        self._connection = connection
-        self._options = options
-
-    @property
-    def start_url(self) -> str:
-        return self._connection.start_url
-
-    @property
-    def max_body_bytes(self) -> int:
-        return self._connection.max_body_bytes
-
-    async def request(
-        self,
-        service: Service,
-        method: str,
-        path: Sequence[str | int],
-        *,
-        params: Sequence[tuple[str, str]] | None = None,
-        body: bytes | None = None,
-        json: Any = None,
-        kind: RequestKind = RequestKind.ORDINARY,
-        idempotent: bool | None = None,
-        observer: SendObserver | None = None,
-        raw_reply: bool = False,
-    ) -> Any:
-        connection = self._connection
-        base = connection.core_url if service == "core" else connection.start_url
-        url = base + "".join(map(_path_segment, path))
-        if json is not None:
-            body = dumps_compact(json).encode()
-        request = Request.build(
-            method,
-            url,
-            params=params,
-            body=body,
-            kind=kind,
-            idempotent=idempotent,
-            raw_reply=raw_reply,
-        )
-        return await connection.ready().request(request, self._options, observer)
-
-    def paginate(
-        self,
-        path: Sequence[str | int],
-        item_type: type[T],
-        options: ListOptions,
-        *,
-        params: Sequence[tuple[str, str]] = (),
-    ) -> AsyncPaginator[T]:
-        async def fetch(page: list[tuple[str, str]]) -> Any:
-            return await self.request("core", "GET", path, params=[*params, *page])
-
-        return paginate(fetch, item_type, options)
-
-    def track(self, work: Finalisable) -> None:
-        self._connection.running.add(work)
-
-    def untrack(self, work: Finalisable) -> None:
-        self._connection.running.discard(work)
-
-
-_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_.~-]+")
-
-
-def _path_segment(segment: str | int) -> str:
-    """``/segment``, percent-quoted unless plainly safe: an id cannot smuggle in a ``/``."""
-    if type(segment) is int:
-        return f"/{segment}"
-    text = str(segment)
-    if _PLAIN_SEGMENT.fullmatch(text) and text not in (".", ".."):
-        return "/" + text
-    return "/" + quote(text, safe="")
-
-
-def _limiter(limiter: RateLimiter | None, rate_limits: RateLimits | None) -> RateLimiter:
-    """The limiter given, or an in-process one keeping ``rate_limits`` (not both)."""
-    if limiter is None:
-        return InProcessRateLimiter(rate_limits or RateLimits())
-    if rate_limits is not None:
-        raise ConfigurationError(
-            "pass rate_limits to the limiter you give, not to the client as well"
-        )
-    if not isinstance(limiter, RateLimiter):
-        raise ConfigurationError("limiter must have async acquire(kind) and pause(seconds)")
-    return limiter
-
-
-def _check_max_body_bytes(max_body_bytes: object) -> int:
-    if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int):
-        raise ConfigurationError(f"max_body_bytes must be an int: {max_body_bytes!r}")
-    if max_body_bytes <= 0:
-        raise ConfigurationError(f"max_body_bytes must be positive: {max_body_bytes!r}")
-    return max_body_bytes
-
-
-def _check_session(session: object) -> aiohttp.ClientSession | None:
-    if session is not None and not isinstance(session, aiohttp.ClientSession):
-        raise ConfigurationError("session must be an aiohttp.ClientSession")
-    return session
-
-
-def _check_tenant(tenant: object) -> str | None:
-    """A tenant id fit for a header: an int, or a string without control characters."""
-    if tenant is None:
-        return None
-    if isinstance(tenant, bool) or not isinstance(tenant, int | str) or tenant == "":
-        raise ConfigurationError(f"tenant must be an int or a non-empty str, not {tenant!r}")
-    text = str(tenant)
-    if not text.isprintable() or text != text.strip():
-        raise ConfigurationError(f"tenant must be printable, without spaces around: {text!r}")
-    return text
-
-
-def _redacted(secret: str | None) -> str | None:
-    return Secret(secret) if isinstance(secret, str) else secret
-
-
-class _Credentials:
-    """The secrets, kept where no ``repr`` or traceback of locals prints them."""
-
-    __slots__ = ("kind", "secrets")
-
-    def __init__(self, kind: str, secrets: tuple[Secret, ...]) -> None:
-        self.kind = kind
-        self.secrets = secrets
-
-    def __repr__(self) -> str:
-        return f"<{self.kind} credentials>"
-
-
-def _check_credentials(api_key: object, email: object, password: object) -> _Credentials:
-    """Exactly one of an API key or an email and password; messages never echo a secret."""
-    for name, value in (("api_key", api_key), ("email", email), ("password", password)):
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise ConfigurationError(f"{name} must be a non-empty string")
-    if isinstance(api_key, str) and not api_key.isprintable():
-        # It goes into a header as it is: a line break would end the header early.
-        raise ConfigurationError("api_key must be printable: it holds a line break or tab")
-    if api_key is not None and (email is not None or password is not None):
-        raise ConfigurationError("give either api_key or email and password, not both")
-    if isinstance(api_key, str):
-        return _Credentials("api_key", (Secret(api_key),))
-    if isinstance(email, str) and isinstance(password, str):
-        return _Credentials("login", (Secret(email), Secret(password)))
-    if email is not None or password is not None:
-        raise ConfigurationError("email and password must be given together")
-    raise ConfigurationError(
-        "no credentials: give api_key, or email and password "
-        "(PatchworksClient.from_env() reads PATCHWORKS_API_KEY or PATCHWORKS_EMAIL and "
-        "PATCHWORKS_PASSWORD)"
-    )
