@@ -112,14 +112,22 @@ class IdSequence:
         """Start above ``floor``: the first id is ``floor + 1``."""
         self._floor = floor
         self._mark = floor
+        self._known_size = -1  # len(taken) once the last id handed out is in it
 
     def peek(self, taken: Mapping[int, Any]) -> int:
-        """The id ``allocate`` would hand out next, without taking it."""
-        return max(max(taken, default=self._floor), self._mark) + 1
+        """The id ``allocate`` would hand out next, without taking it.
+
+        ``taken`` is scanned only when its size says someone else changed it (a test
+        seeding ids by hand, a delete): a long run of starts stays linear, not quadratic.
+        """
+        if len(taken) != self._known_size:
+            self._mark = max(max(taken, default=self._floor), self._mark)
+        return self._mark + 1
 
     def allocate(self, taken: Mapping[int, Any]) -> int:
         """Hand out a new id, above every key of ``taken`` and every id handed out so far."""
         self._mark = self.peek(taken)
+        self._known_size = len(taken) + 1  # the caller stores it next
         return self._mark
 
     def claim(self, *ids: int) -> None:
