@@ -199,9 +199,16 @@ class Transport:
                 observer.waiting()
             authorization = await self.auth.authorization()
             grant = await self._slot(request, options)
-            if observer is not None:
-                await observer.sending()
-            outcome = await self._send(request, authorization, self._timeout(options.timeout))
+            try:
+                if observer is not None:
+                    await observer.sending()
+                outcome = await self._send(request, authorization, self._timeout(options.timeout))
+            except BaseException:
+                # Cancelled (or stopped by the observer) before a reply: the limiter must
+                # not count the request in flight for ever.
+                if grant is not None:
+                    grant.unanswered(maybe_counted=True)
+                raise
             if grant is not None:
                 _tell(grant, outcome)
             decision = decide(

@@ -29,6 +29,7 @@ part handed to the collaborator that owns it. To walk through the fake, read on 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self, TypedDict
@@ -37,6 +38,7 @@ from aiohttp import web
 
 from ._auth import DEFAULT_USERS, Auth
 from ._checks import check_int
+from ._co_tenant import check_co_tenant
 from ._fake_data import FakeData, check_wrap_writes_in_data
 from ._faults import Fault, FaultInjector, Injection
 from ._holds import HoldPhase, Holds, ReplyHold
@@ -102,6 +104,7 @@ class FakePatchworks(FakeData):
         run_outcome: int = 2,
         queue_delay: float = 0.5,
         wrap_writes_in_data: bool = True,
+        co_tenant: float = 0.0,
         seed: int | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -133,6 +136,9 @@ class FakePatchworks(FakeData):
             wrap_writes_in_data: Whether write replies (flow create, import and
                 duplicate; version create and update) come as ``{"data": {...}}`` or
                 bare: the reference documents them only as "object".
+            co_tenant: The share (0 to below 1) of ``requests_per_window`` that another
+                consumer of the account spends in every window, at a steady pace, counted
+                by the same throttle as the client's requests (see ``co_tenant``).
             seed: Seed of the jitter RNG, for reproducible arrival times.
             host: Interface to listen on.
             port: Port to listen on; 0 picks a free one.
@@ -151,6 +157,7 @@ class FakePatchworks(FakeData):
             manual_per_window=manual_per_window,
             starts_per_window=starts_per_window,
             window=window,
+            co_tenant=co_tenant,
         )
         check_wrap_writes_in_data(wrap_writes_in_data)
         super().__init__(
@@ -182,6 +189,7 @@ class FakePatchworks(FakeData):
             shutdown=self._shutdown,
             handlers=handlers,
             configure=self.configure,
+            state=self.state,
             max_body_bytes=max_body_bytes,
             latency=latency,
             seed=seed,
@@ -383,6 +391,51 @@ class FakePatchworks(FakeData):
         self._pipeline.latency = check_latency(value)
 
     @property
+    def co_tenant(self) -> float:
+        """The share of ``requests_per_window`` another consumer spends per window; settable.
+
+        The co-tenant sends one request every ``window / (co_tenant * requests_per_window)``
+        seconds from the moment it is set, as a steady integration would, to ordinary
+        routes: the account-wide throttle counts its requests with the client's, so
+        ``X-RateLimit-Remaining`` falls faster than the client's own requests explain, and
+        a client that ignores it gets 429s. When the window is full its request is refused
+        and dropped (it keeps its pace). No request of its appears in ``received``; its
+        counts are in ``state()["co_tenant"]``. 0 (the default) means none; setting a new
+        share starts a new stream at once.
+        """
+        return self._rate_limits.co_tenant
+
+    @co_tenant.setter
+    def co_tenant(self, value: float) -> None:
+        self._rate_limits.set_co_tenant(value, time.monotonic())
+
+    def configure(self, **switches: Any) -> dict[str, Any]:
+        """Set several switches at once, all or none; also ``POST /_fake/settings``.
+
+        For a fake in another process (``RemoteFake.configure``), where the properties
+        cannot be reached.
+
+        Args:
+            **switches: ``run_id_key``, ``wrap_writes_in_data``, ``queue_delay``,
+                ``run_duration``, ``run_outcome`` and ``co_tenant``, as their properties
+                take them.
+
+        Returns:
+            Every switch's value, after the change.
+
+        Raises:
+            ValueError: On an unknown switch or a value its check refuses (then nothing
+                changes).
+        """
+        co_tenant = switches.pop("co_tenant", None)
+        if co_tenant is not None:
+            check_co_tenant(co_tenant)
+        settings = super().configure(**switches)  # checks all of them before setting any
+        if co_tenant is not None:
+            self.co_tenant = co_tenant
+        return {**settings, "co_tenant": self.co_tenant}
+
+    @property
     def slow_seconds(self) -> float:
         """How long ``Fault.SLOW_AFTER`` delays a reply, in seconds (5 by default). Settable."""
         return self._faults.slow_seconds
@@ -494,9 +547,13 @@ class FakePatchworks(FakeData):
         """What the fake has seen, as JSON-ready data (also ``GET /_fake/state``).
 
         For tests that run the fake in another process (``patchworks fake-server``) and
-        still need to count what it accepted.
+        still need to count what it accepted. ``co_tenant`` holds the co-tenant's share and
+        its requests counted (``hits``) and refused, up to now.
         """
-        return self._records.state()
+        return {
+            **self._records.state(),
+            "co_tenant": self._rate_limits.co_tenant_state(time.monotonic()),
+        }
 
     def reset_records(self) -> None:
         """Clear ``received``, ``starts`` and the counters; throttle windows are kept."""

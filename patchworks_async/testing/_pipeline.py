@@ -109,6 +109,7 @@ class RequestPipeline:
         shutdown: Shutdown,
         handlers: Mapping[str, Handler],
         configure: Callable[..., dict[str, Any]],
+        state: Callable[[], dict[str, Any]],
         max_body_bytes: int,
         latency: float | tuple[float, float],
         seed: int | None,
@@ -125,6 +126,7 @@ class RequestPipeline:
             handlers: Step 7: each route's logic, by the handler name its route gives.
             configure: Sets the fake's switches (``POST /_fake/settings``); raises
                 ValueError on a bad one.
+            state: What the fake saw, as JSON-ready data (``GET /_fake/state``).
             max_body_bytes: Step 3's limit.
             latency: Step 1's delay.
             seed: Seed of the jitter RNG, for reproducible arrival times.
@@ -137,6 +139,7 @@ class RequestPipeline:
         self._shutdown = shutdown
         self._handlers = handlers
         self._configure = configure
+        self._state = state
         self.max_body_bytes = max_body_bytes
         self.latency = latency
         self._rng = random.Random(seed)
@@ -207,7 +210,7 @@ class RequestPipeline:
         Outside the API: no auth, no throttle, no faults, never held.
         """
         if request.path == f"{ADMIN_PREFIX}state" and request.method == "GET":
-            return web.json_response(self._records.state())
+            return web.json_response(self._state())
         if request.path == f"{ADMIN_PREFIX}reset" and request.method == "POST":
             self._records.reset()
             self._rate_limits.reset()

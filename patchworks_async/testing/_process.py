@@ -49,7 +49,8 @@ class RemoteFake:
         return self.urls["core_url"].split("/core/", 1)[0]
 
     async def state(self) -> dict[str, Any]:
-        """What the server saw (``GET /_fake/state``): starts, arrivals, 429s, logins."""
+        """What the server saw (``GET /_fake/state``): starts, arrivals, 429s, logins, and
+        what became of the co-tenant's requests."""
         return await self._call_admin("GET", "state")
 
     async def reset(self) -> None:
@@ -61,7 +62,7 @@ class RemoteFake:
 
         Args:
             **switches: ``run_id_key``, ``wrap_writes_in_data``, ``queue_delay``,
-                ``run_duration``, ``run_outcome``.
+                ``run_duration``, ``run_outcome``, ``co_tenant``.
 
         Returns:
             Every switch's value, after the change.

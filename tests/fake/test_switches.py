@@ -20,6 +20,7 @@ def test_configure_sets_several_switches_at_once() -> None:
         "queue_delay": 0.0,
         "run_duration": 2.0,
         "run_outcome": 2,
+        "co_tenant": 0.0,
     }
     assert (fake.queue_delay, fake.run_duration, fake.run_id_key) == (0.0, 2.0, None)
 
