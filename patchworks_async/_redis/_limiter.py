@@ -84,11 +84,17 @@ class RedisRateLimiter:
         on_unavailable: ``"fail"``: when Redis cannot be reached, :meth:`acquire` raises
             :class:`RateLimiterUnavailableError` and nothing is sent. ``"local"``: warn once
             and fall back to an in-process limiter with a share of the budget, until Redis
-            answers again.
+            answers again. Both switches keep at most ``requests`` sends in any ``per +
+            margin`` seconds across the processes, at a cost: after each switch a process
+            waits up to a lease (``2 * (recheck_every + timeout)``) plus
+            ``expected_workers + 1`` slots before it sends again (a span, for manual calls
+            and capped starts). Why: the README, "How the shared limiter works".
         key_prefix: The first part of every Redis key.
         expected_workers: How many processes share the account, for the local fallback's
             share (``requests // expected_workers``, at least 1, and so on for each bucket).
-        recheck_every: Seconds between checks for Redis while falling back.
+            Give every process the same value, and run no more processes than it says.
+        recheck_every: Seconds between checks for Redis while falling back. With
+            ``timeout`` it sets the lease: give every process the same two values.
         timeout: Seconds to wait for Redis to connect or to answer before it counts as
             unavailable.
         connections: Script calls in flight at once, each on its own connection (plus one
@@ -244,20 +250,27 @@ class RedisRateLimiter:
                 ``"fail"`` (or Redis answered with an error), so nothing may be sent.
         """
         redis = self._bind()
-        if self._fallback.active:
-            await self._fallback.acquire(kind)
-            return
+        loop = asyncio.get_running_loop()
+        fallback = self._fallback
         release = ""
         argv = self._argv[kind]
         while True:
+            if fallback.active:
+                if await fallback.acquire(kind):
+                    return
+                continue  # Redis answers again: book on the grid
+            await fallback.until_shared(kind)  # right after an outage only
+            if fallback.active:
+                continue
+            started, outages = loop.time(), fallback.outages
             try:
                 if not self._subscribed:
                     await self._subscribe(redis)
                 delay_us, index, now_us = await self._book((*argv, release, str(self._horizon)))
             except (RedisError, OSError) as exc:
-                self._failed(exc)  # raises unless falling back
-                await self._fallback.acquire(kind)
-                return
+                self._failed(exc, started)  # raises unless falling back
+                continue
+            fallback.answered(started)
             slot_us = now_us + delay_us  # in Redis time, like the pauses heard of
             if delay_us > 0:
                 try:
@@ -266,8 +279,19 @@ class RedisRateLimiter:
                     self._release_soon(index)
                     raise
             if self._pause_seen_us <= slot_us:
-                return
-            # A pause that covers this slot was set after it was booked: book again,
+                try:
+                    usable = self.on_unavailable == "fail" or await self._may_use_slot(
+                        redis, outages
+                    )
+                except BaseException:
+                    self._release_soon(index)
+                    raise
+                if usable:
+                    return
+                # Redis has not answered for a lease: use the local share, or book again
+                # (giving this slot back) if Redis is back from an outage that may have
+                # emptied it.
+            # Or a pause that covers this slot was set after it was booked: book again,
             # giving this slot back in the same round trip.
             release = str(index)
 
@@ -282,6 +306,7 @@ class RedisRateLimiter:
         loop = asyncio.get_running_loop()
         self._fallback.note_pause(loop.time() + seconds)
         if not self._fallback.active:
+            started = loop.time()
             try:
                 args = (str(math.ceil(seconds * US)), self.channel)
                 call = await self._call(self._pause_script, self.keys[3:4], args)
@@ -289,7 +314,7 @@ class RedisRateLimiter:
                 self._heard_pause(int(stop), int(now))
                 return
             except (RedisError, OSError) as exc:
-                self._failed(exc)  # raises unless falling back
+                self._failed(exc, started)  # raises unless falling back
         await self._fallback.pause(seconds)
 
     # ------------------------------------------------------------------ Redis side
@@ -394,15 +419,34 @@ class RedisRateLimiter:
 
     # ------------------------------------------------------------------ unavailability
 
-    def _failed(self, exc: BaseException) -> None:
-        """Redis failed: raise, or (only if it is unreachable) switch to the local share."""
+    def _failed(self, exc: BaseException, started: float) -> None:
+        """A call started at ``started`` failed: raise, or (only if Redis is unreachable)
+        switch to the local share."""
         reachable = isinstance(exc, RedisAuthenticationError) or not isinstance(exc, UNAVAILABLE)
         if reachable or self.on_unavailable == "fail":
             raise unavailable_error(self.server, exc) from exc
-        if self._fallback.active:
-            return
-        self._subscribed = False  # the pause channel went with Redis: subscribe when back
-        self._fallback.start(exc, self._probe)
+        if not self._fallback.active:
+            self._subscribed = False  # the pause channel went with Redis: subscribe when back
+        self._fallback.failed(exc, started, self._probe)
+
+    async def _may_use_slot(self, redis: Redis, outages: int) -> bool:
+        """With a local fallback: may the slot booked when ``outages`` were counted be used?
+
+        Only within a lease of a Redis answer (see :class:`LocalFallback`): past it, a
+        ``PING`` answered now renews the lease; one that fails switches to the local share.
+        Under load the bookings themselves keep the lease, so the ``PING`` is rare.
+        """
+        trusted = self._fallback.trusts_grid(outages)
+        if trusted is not None:
+            return trusted
+        started = asyncio.get_running_loop().time()
+        try:
+            await redis.ping()
+        except (RedisError, OSError) as exc:
+            self._failed(exc, started)  # raises unless falling back
+            return False
+        self._fallback.answered(started)
+        return self._fallback.trusts_grid(outages) is True
 
     async def _probe(self) -> bool:
         """For the fallback: True once Redis answers, told of any pause taken meanwhile.

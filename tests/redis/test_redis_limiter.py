@@ -20,6 +20,7 @@ import bisect
 import itertools
 import json
 import logging
+import math
 import subprocess
 import sys
 import textwrap
@@ -27,15 +28,14 @@ import time
 import traceback
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 from redis.crc import key_slot
 
-from patchworks_async import RateLimits, RequestKind
-from patchworks_async import RateLimiterUnavailableError, RedisRateLimiter
+from patchworks_async import RateLimiterUnavailableError, RateLimits, RedisRateLimiter, RequestKind
 from patchworks_async.testing import FakePatchworks, fake_patchworks_process
 
 from ..support import redis_server as fixtures
@@ -365,7 +365,14 @@ async def test_the_password_never_shows(
         assert error.host.startswith("127.0.0.1:")
         texts += [str(error), repr(error), "".join(traceback.format_exception(error))]
         await lim.aclose()
-    lim = RedisRateLimiter(dead, account="acme", on_unavailable="local", recheck_every=60)
+    lim = RedisRateLimiter(
+        dead,
+        account="acme",
+        rate_limits=RateLimits(requests=1000, per=1.0),
+        on_unavailable="local",
+        recheck_every=0.05,  # the local share opens after a lease, 2 * (0.05 + 0.1) s
+        timeout=0.1,
+    )
     texts.append(repr(lim))
     with pytest.warns(RuntimeWarning, match="unavailable") as warned:
         await lim.acquire()
@@ -423,45 +430,131 @@ async def test_fail_closed_when_redis_goes_away(own_redis_server: RedisServer) -
 async def test_local_fallback_keeps_a_share_and_comes_back(
     own_redis_server: RedisServer,
 ) -> None:
+    """One process's view of both switches; the account's: ``test_fallback_switches.py``.
+
+    Its grid slots are used for at most a lease after the outage began, its share opens a
+    lease and a gap after it noticed, and once Redis answers again it sends nothing more
+    until it books on the grid, a lease and a gap later. Each step waits for the sends.
+    """
     limits = RateLimits(requests=40, manual_starts=4, per=1.0)
     span = limits.span
+    lease, gap = 2 * (0.1 + 0.2), 5 * span / 40  # 2 * (recheck_every + timeout); 5 slots
+    share = limits.requests // 4
     lim = limiter(
-        own_redis_server, limits, on_unavailable="local", expected_workers=4, recheck_every=0.2
+        own_redis_server,
+        limits,
+        on_unavailable="local",
+        expected_workers=4,
+        recheck_every=0.1,
+        timeout=0.2,
     )
     loop = asyncio.get_running_loop()
-    origin = loop.time()
     sent: list[float] = []
-    stop = asyncio.Event()
+    changed = asyncio.Condition()
 
     async def push() -> None:
-        while not stop.is_set():
+        while True:
             await lim.acquire()
-            sent.append(loop.time() - origin)
+            sent.append(loop.time())
+            async with changed:
+                changed.notify_all()
 
+    async def until(done: Callable[[], bool]) -> None:
+        async with changed:
+            await asyncio.wait_for(changed.wait_for(done), 10)
+
+    def after(moment: float) -> list[float]:
+        return [at for at in sent if at > moment]
+
+    fallback = lim._fallback
     async with lim:
         pushers = [asyncio.ensure_future(push()) for _ in range(8)]
-        await asyncio.sleep(0.6)
+        await until(lambda: len(sent) >= 30)
         with warnings.catch_warnings(record=True) as warned:
             warnings.simplefilter("always")
-            own_redis_server.stop()
-            down_at = loop.time() - origin
-            await asyncio.sleep(1.8)
-            assert lim.falling_back
-            own_redis_server.start()
-            up_at = loop.time() - origin
-            await asyncio.sleep(1.5)
-        stop.set()
-        await asyncio.gather(*pushers)
-        assert not lim.falling_back
+            await asyncio.to_thread(own_redis_server.stop)
+            await until(lambda: lim.falling_back and len(after(fallback._went_local)) >= 25)
+            went_local = fallback._went_local
+            await asyncio.to_thread(own_redis_server.start)
+            await until(lambda: not lim.falling_back and len(after(fallback._came_back)) >= 30)
+            came_back = fallback._came_back
+        for pusher in pushers:
+            pusher.cancel()
+        await asyncio.gather(*pushers, return_exceptions=True)
     assert [w.category for w in warned] == [RuntimeWarning]  # once, for the whole outage
     assert "10 requests" in str(warned[0].message)
-    share = limits.requests // 4
-    # Booked before the outage: they still leave at their slots (up to 8 * 25 ms later).
-    outage = [at for at in sent if down_at + 8 * span / 40 < at < up_at]
-    assert len(outage) >= share // 2  # it kept going...
+    opened = went_local + lease + gap
+    outage = [at for at in sent if opened - TOLERANCE <= at <= came_back]
+    assert [at for at in sent if went_local + lease < at < opened - TOLERANCE] == []
+    assert len(outage) >= share  # it kept going...
     assert max_in_window(outage, span - TOLERANCE) <= share  # ...at its share only
-    back = [at for at in sent if up_at + 0.5 < at]
+    assert [at for at in sent if came_back + TOLERANCE < at < came_back + lease + gap] == []
+    back = after(came_back + lease + gap)
     assert len(back) >= 0.8 * (back[-1] - back[0]) * limits.requests / span  # shared again
+
+
+async def test_slots_booked_far_ahead_are_not_used_once_redis_is_gone(
+    own_redis_server: RedisServer,
+) -> None:
+    """Two windows of backlog when Redis stops: the other processes cannot know of it.
+
+    Their shares open a lease and a gap after they notice, so this process uses its grid
+    slots for a lease after Redis's last answer at most, and sends the rest on its share.
+    """
+    limits = RateLimits(requests=20, per=1.0)  # I = 50.8 ms
+    span = limits.span
+    lease, gap = 2 * (0.05 + 0.1), 2 * span / 20  # expected_workers=1: a gap of 2 slots
+    lim = limiter(
+        own_redis_server,
+        limits,
+        on_unavailable="local",
+        expected_workers=1,
+        recheck_every=0.05,
+        timeout=0.1,
+    )
+    loop = asyncio.get_running_loop()
+    sent: list[float] = []
+
+    async def one() -> None:
+        await lim.acquire()
+        sent.append(loop.time())
+
+    async with lim:
+        await lim.acquire()  # connected and subscribed
+        callers = [asyncio.ensure_future(one()) for _ in range(40)]
+        await booked(lim, count=41)  # slots for the next 2 s
+        await asyncio.to_thread(own_redis_server.stop)
+        with pytest.warns(RuntimeWarning, match="unavailable"):
+            await asyncio.gather(*callers)
+        last_answer, went_local = lim._fallback._answered, lim._fallback._went_local
+    on_grid = [at for at in sent if at <= last_answer + lease + TOLERANCE]
+    assert len(sent) == 40
+    assert len(on_grid) < 20  # most of the backlog left on the share...
+    assert [at for at in sent if on_grid[-1] < at < went_local + lease + gap - TOLERANCE] == []
+    on_share = [at for at in sent if at > on_grid[-1]]
+    assert max_in_window(on_share, span - TOLERANCE) <= limits.requests  # ...within it
+
+
+async def test_a_backlog_deeper_than_a_lease_costs_one_ping_a_lease(
+    own_redis_server: RedisServer,
+) -> None:
+    """Redis up, 40 callers booked at once (2 s of slots), a lease of 0.3 s: the sleepers
+    past the lease ask Redis with a PING before sending, one PING renewing it for the next."""
+    limits = RateLimits(requests=20, per=1.0)
+    span = limits.span
+    lease = 2 * (0.05 + 0.1)
+    lim = limiter(own_redis_server, limits, on_unavailable="local", recheck_every=0.05, timeout=0.1)
+    async with lim, Redis.from_url(own_redis_server.url, decode_responses=True) as admin:
+        await lim.acquire()  # connected and subscribed
+        await admin.config_resetstat()
+        returned = [at for at, _ in await acquire_at(lim, [ORDINARY] * 40, 0.0)]
+        stats = await admin.info("commandstats")
+    calls = {name.removeprefix("cmdstat_"): row["calls"] for name, row in stats.items()}
+    assert not lim.falling_back
+    assert calls["evalsha"] == 40
+    backlog = 40 * span / limits.requests
+    assert 1 <= calls.get("ping", 0) <= math.ceil(backlog / lease), calls
+    assert max_in_window(returned, span - TOLERANCE) <= limits.requests
 
 
 @pytest.mark.parametrize("mode", ["fail", "local"])
@@ -480,6 +573,7 @@ async def test_a_silent_redis_costs_one_timeout_not_one_per_caller(mode: str) ->
         account="acme",
         rate_limits=limits,
         on_unavailable=mode,  # type: ignore[arg-type]
+        recheck_every=0.1,
         timeout=0.3,
     )
     started = time.monotonic()
@@ -490,8 +584,10 @@ async def test_a_silent_redis_costs_one_timeout_not_one_per_caller(mode: str) ->
     await lim.aclose()
     server.close()
     # The first caller waits out the timeout (twice: redis-py retries once); the others
-    # were queued behind it and give up (or fall back) at once.
-    assert elapsed < 4 * 0.3, elapsed
+    # were queued behind it and give up (or fall back) at once. Each waiting out its own
+    # would take 20 * 0.6 s. The local share opens a lease, 2 * (0.1 + 0.3) s, later.
+    lease = 2 * (0.1 + 0.3) if mode == "local" else 0.0
+    assert elapsed < 4 * 0.3 + lease, elapsed
     if mode == "fail":
         assert all(isinstance(r, RateLimiterUnavailableError) for r in results), results
     else:
