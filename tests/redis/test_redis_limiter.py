@@ -628,7 +628,10 @@ WORKER = textwrap.dedent(
         async with limiter, PatchworksClient(
             api_key=api_key, **urls, limiter=limiter, retry=RetryPolicy(backoff_base=0)
         ) as pw:
-            await limiter.acquire()  # connected and subscribed before the start signal
+            # Connected to Redis and subscribed, and the HTTP connection open, before the
+            # start signal: a fresh process's first request is slow, which would bunch it
+            # with the others' paced sends.
+            await pw.flows.get(101)
             print("ready", flush=True)
             await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
             deadline = clock() + config["seconds"]
@@ -731,15 +734,16 @@ async def test_three_processes_share_one_budget(redis_server: RedisServer, skew:
         configs = worker_configs(redis_server.url, urls, 3, seconds=3 * W, worker1={"skew": skew})
         reports = await run_workers(configs)
         state = await fake.state()
-    arrivals = sorted(at for at, _ in state["arrivals"])
+    arrivals = sorted(at for at, _ in state["arrivals"])  # the warm-ups included
     accepted = sorted(at for at, status in state["arrivals"] if status == 200)
+    starts = accepted[len(reports) :]  # the warm-up requests came first, before the signal
     sent = [report["sent"] for report in reports]
     assert state["throttled"] == 0
     assert max_in_window(arrivals, W) <= R
-    assert sustained(accepted, W) >= 0.95, sustained(accepted, W)
+    assert sustained(starts, W) >= 0.95, sustained(starts, W)
     assert min(sent) >= 0.2 * sum(sent), sent  # nobody starved
-    assert sum(sent) == len(accepted)
-    # One script call per request, plus the warm-up acquire: nothing polls.
+    assert sum(sent) == len(starts)
+    # One script call per request, the warm-ups included: nothing polls.
     assert sum(report["calls"] for report in reports) == sum(sent) + len(reports)
 
 
