@@ -6,6 +6,12 @@ without losing the results on the wire; an error that every item would meet (a w
 flow that does not exist) stops it at once rather than failing the same way a million
 times; and the report says what started, what failed, what may have started, and how to
 resume.
+
+A single start (no ``--jsonl``) is a batch of one, reported the same way, with its run id
+on a line of its own; if it fails, its error is the command's one ``error:`` line.
+
+The exit status puts ``unknown`` (3) first after an interruption: an item that may have
+started must be checked before anything is sent again, whatever else went wrong.
 """
 
 from __future__ import annotations
@@ -24,8 +30,6 @@ from typing import TYPE_CHECKING, Any
 from .. import (
     AuthenticationError,
     BulkStart,
-    ConfigurationError,
-    JournalMismatchError,
     NotFoundError,
     PatchworksClient,
     PatchworksError,
@@ -35,7 +39,14 @@ from .. import (
     ValidationError,
 )
 from ._commands import client_from_options
-from ._exit import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, UsageError
+from ._exit import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNKNOWN,
+    UsageError,
+    exit_status,
+)
 from ._input import (
     FdReader,
     PayloadSource,
@@ -44,7 +55,16 @@ from ._input import (
     open_input,
     read_one_payload,
 )
-from ._output import describe, fail, json_line, one_line, progress, rate, stderr_console
+from ._output import (
+    describe,
+    fail,
+    interactive,
+    json_line,
+    one_line,
+    progress,
+    rate,
+    stderr_console,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -75,15 +95,20 @@ def _fatal(result: StartResult) -> PatchworksError | None:
 class _Batch:
     """The running tally of a bulk start and its report."""
 
-    def __init__(self, source: PayloadSource, *, as_json: bool) -> None:
+    def __init__(self, source: PayloadSource, *, as_json: bool, single: bool = False) -> None:
         """Start the clock with nothing counted.
 
         Args:
             source: What is known of each item read (its line, its size, why it is bad).
             as_json: ``--json``: print every result as a JSON line, the summary on stderr.
+            single: One payload, not ``--jsonl``: its run id is printed, and its error is
+                the command's error.
         """
         self.source = source
         self.as_json = as_json
+        self.single = single
+        self.run_id: int | str | None = None  # of the single start
+        self.item_error: str | None = None  # why the single start failed or is unknown
         self.counts: Counter[StartStatus] = Counter()
         self.problems: list[tuple[int, int | None, StartStatus, str]] = []
         self.more_problems = 0
@@ -111,8 +136,12 @@ class _Batch:
             data |= {"status": str(result.status), "run_id": result.run_id, "error": error}
             print(json_line(data), flush=True)
         fatal = None if bad else _fatal(result)
+        if self.single:
+            self.run_id = result.run_id
         if result.status in (StartStatus.FAILED, StartStatus.UNKNOWN) and fatal is None:
-            if len(self.problems) < MAX_PROBLEM_LINES:
+            if self.single:
+                self.item_error = describe(result.error) if result.error else error or "failed"
+            elif len(self.problems) < MAX_PROBLEM_LINES:
                 self.problems.append((result.index, line, result.status, error or ""))
             else:
                 self.more_problems += 1
@@ -151,13 +180,16 @@ class _Batch:
                 file=sys.stderr,
             )
         print(self.summary(), file=out, flush=True)
+        started = self.counts[StartStatus.STARTED] or self.counts[StartStatus.SKIPPED]
+        if self.single and started and not self.as_json:
+            print(f"run {'-' if self.run_id is None else self.run_id}", flush=True)
         if not self.as_json:
             for index, line, status, error in sorted(self.problems):
                 at = f"item {index}" + (f" (line {line})" if line is not None else "")
                 print(f"  {at}: {status}: {error}")
             if self.more_problems:
                 print(f"  and {self.more_problems} more (--json lists every result)")
-        if self.counts[StartStatus.UNKNOWN]:
+        if self.counts[StartStatus.UNKNOWN] and not self.single:
             resume = (
                 f"re-running with --journal {journal} does not resend them"
                 if journal
@@ -169,15 +201,46 @@ class _Batch:
                 flush=True,
             )
 
+    def error_line(self, file: str, journal: str | None) -> str | None:
+        """The command's ``error:`` message, if it has one.
+
+        The error that ended the batch, or the single start's own failure (saying, if it
+        may have started, what to do about it).
+
+        Args:
+            file: The FILE argument, to name the input that could not be read.
+            journal: The ``--journal`` path, to say whether a re-run would resend it.
+        """
+        if self.error is not None:
+            if isinstance(self.error, PatchworksError):
+                message = describe(self.error)
+            else:
+                reason = self.error.strerror or self.error
+                message = f"cannot read {input_label(file)}: {reason}"
+            if self.stopped and not self.single:
+                message += " (the batch was stopped: every item would fail the same way)"
+            return message
+        if self.item_error is None:
+            return None
+        if not self.counts[StartStatus.UNKNOWN]:
+            return self.item_error
+        resume = (
+            f"re-running with --journal {journal} does not resend it"
+            if journal
+            else "check its flow runs before sending it again"
+        )
+        return f"{self.item_error} (it may have started: {resume})"
+
     def status(self) -> int:
-        """The exit status: an interruption first, then a batch-wide error, then any item."""
+        """The exit status: an interruption, then an item that may have started, then the
+        error that ended the batch, then a failed item."""
         if self.interrupted:
             return EXIT_INTERRUPTED
-        if isinstance(self.error, ConfigurationError | JournalMismatchError):
-            return EXIT_USAGE
+        if self.counts[StartStatus.UNKNOWN]:
+            return EXIT_UNKNOWN
         if self.error is not None:
-            return EXIT_FAILED
-        if self.counts[StartStatus.FAILED] or self.counts[StartStatus.UNKNOWN]:
+            return exit_status(self.error)
+        if self.counts[StartStatus.FAILED]:
             return EXIT_FAILED
         return EXIT_OK
 
@@ -193,7 +256,15 @@ def flows_start_command(args: argparse.Namespace) -> int:
     # The client before any input is read: a configuration error comes first.
     client = client_from_options(args)
     fd, owned, size = open_input(args.file)
+    from_terminal = os.isatty(fd)
     try:
+        if from_terminal:  # a person is expected to type the payload: say so, or it looks hung
+            what = "JSON Lines, one payload a line," if args.jsonl else "the payload"
+            print(
+                f"reading {what} from stdin: end with Ctrl-D on a line of its own (or give a FILE)",
+                file=sys.stderr,
+                flush=True,
+            )
         source = PayloadSource(args.file, size)
         if args.jsonl:
             payloads: Any = json_lines(FdReader(fd).chunks(), source, client.max_body_bytes)
@@ -201,35 +272,37 @@ def flows_start_command(args: argparse.Namespace) -> int:
             payloads = [read_one_payload(fd, args.file, client.max_body_bytes)]
             source.total_bytes = 1
             source.size_of[0] = 1
-        batch = _Batch(source, as_json=args.json)
-        asyncio.run(_start_batch(args, client, payloads, batch))
+        batch = _Batch(source, as_json=args.json, single=not args.jsonl)
+        asyncio.run(_start_batch(args, client, payloads, batch, show=not from_terminal))
     finally:
         if owned:
             os.close(fd)
     batch.report(args.journal)
-    if batch.error is not None:
-        message = (
-            describe(batch.error)
-            if isinstance(batch.error, PatchworksError)
-            else f"cannot read {input_label(args.file)}: {batch.error.strerror or batch.error}"
-        )
-        if batch.stopped and args.jsonl:
-            message += " (the batch was stopped: every item would fail the same way)"
+    message = batch.error_line(args.file, args.journal)
+    if message is not None:
         fail(message, batch.status())
     return batch.status()
 
 
 async def _start_batch(
-    args: argparse.Namespace, client: PatchworksClient, payloads: Any, batch: _Batch
+    args: argparse.Namespace, client: PatchworksClient, payloads: Any, batch: _Batch, *, show: bool
 ) -> None:
     """Push the payloads through ``start_many``; a signal stops it, and it still reports.
 
     SIGINT (Ctrl-C) and SIGTERM (a CI job cancelled, a container stopped) stop the batch
     gracefully: nothing new is sent, the requests on the wire get ``DRAIN_TIMEOUT`` to
     finish, and every result, ``not sent`` ones included, is counted in the report.
+
+    Args:
+        args: The parsed arguments.
+        client: The client, not yet entered.
+        payloads: What ``start_many`` reads.
+        batch: The tally.
+        show: Whether a progress bar may be drawn (not while a person types the input);
+            it is drawn only if the output is for people too (a terminal, no ``--json``).
     """
     console = stderr_console()
-    show = console.is_terminal and not (args.json and sys.stdout.isatty())
+    show = show and interactive() and not args.json
     total = batch.source.total_bytes
     async with client as pw:
         results = pw.flows.start_many(

@@ -12,8 +12,12 @@ import asyncio
 import contextlib
 import json
 import os
+import shlex
 import signal
+import socket
+import sys
 import time
+from collections.abc import Callable, Mapping
 
 from .. import (
     AsyncPaginator,
@@ -28,10 +32,13 @@ from .. import (
 from .._config import ENV_VARS, settings_from_env
 from ..testing import FakePatchworks
 from ._demo import run_demo
-from ._exit import EXIT_FAILED, EXIT_OK
+from ._exit import EXIT_FAILED, EXIT_OK, UsageError
 from ._output import (
+    FLOW_COLUMNS,
     add_flow_row,
+    flow_cells,
     flows_table,
+    interactive,
     json_line,
     model_as_dict,
     print_table,
@@ -40,6 +47,8 @@ from ._output import (
     status_name,
     status_text,
     stderr_console,
+    stdout_is_terminal,
+    tsv_line,
     when,
 )
 
@@ -61,8 +70,8 @@ def client_from_options(args: argparse.Namespace) -> PatchworksClient:
     ``--api-key`` never clashes with a ``PATCHWORKS_EMAIL`` left in the environment.
 
     Raises:
-        ConfigurationError: No credentials, or an email without a password (or the
-            reverse), or a value the client refuses.
+        ConfigurationError: No credentials, an API key and a login both, an email without
+            a password (or the reverse), or a value the client refuses.
     """
     options = {
         name: getattr(args, name)
@@ -78,6 +87,12 @@ def client_from_options(args: argparse.Namespace) -> PatchworksClient:
         raise ConfigurationError(
             "no credentials: set PATCHWORKS_API_KEY (or PATCHWORKS_EMAIL and "
             "PATCHWORKS_PASSWORD), or pass --api-key (or --email and --password)"
+        )
+    if "api_key" in found and ("email" in found or "password" in found):
+        raise ConfigurationError(
+            "give an API key or an email and password, not both (--api-key or "
+            "PATCHWORKS_API_KEY; --email and --password or PATCHWORKS_EMAIL and "
+            "PATCHWORKS_PASSWORD)"
         )
     if ("email" in found) != ("password" in found):
         raise ConfigurationError(
@@ -112,8 +127,7 @@ def demo_command(args: argparse.Namespace) -> int:
         f"({limit:.1f}/s); pushing {args.starts} flow starts",
         flush=True,
     )
-    console = stderr_console()
-    with progress(console, show=console.is_terminal) as bar:
+    with progress(stderr_console(), show=interactive()) as bar:
         task = bar.add_task(
             "flow starts", total=args.starts, count=f"0/{args.starts}", rate="", note="429s 0"
         )
@@ -151,12 +165,18 @@ async def _serve(args: argparse.Namespace) -> None:
     """Serve FakePatchworks and print its URLs and key as one JSON line once it listens.
 
     That line is how another process finds the server (``--port 0`` picks any free port).
+    The export lines a person would paste follow it: on stdout when that is a terminal,
+    on stderr otherwise, so that a tool reading stdout still reads one JSON line.
+
+    Raises:
+        UsageError: The server cannot listen on ``--host``:``--port`` (the port is taken,
+            the address is not this machine's).
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with FakePatchworks(
+    fake = FakePatchworks(
         host=args.host,
         port=args.port,
         requests_per_window=args.requests,
@@ -166,9 +186,41 @@ async def _serve(args: argparse.Namespace) -> None:
         queue_delay=args.queue_delay,
         run_duration=args.run_duration,
         run_outcome=args.run_outcome,
-    ) as fake:
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            await stack.enter_async_context(fake)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {_reason(exc)}") from None
         print(json.dumps({**fake.urls, "api_key": fake.api_key}), flush=True)
+        if not args.quiet:
+            settings = {"api_key": fake.api_key, **{k: str(v) for k, v in fake.urls.items()}}
+            exports = "\n".join(_export_lines(settings))
+            print(exports, file=sys.stdout if stdout_is_terminal() else sys.stderr, flush=True)
         await stop.wait()
+
+
+def _export_lines(settings: Mapping[str, str]) -> list[str]:
+    """The shell lines that point ``patchworks`` (or ``from_env()``) at a server.
+
+    A login left in the environment is unset: with an API key too it would be refused as
+    two kinds of credentials.
+
+    Args:
+        settings: ``api_key``, ``core_url``, ``start_url`` and ``login_url``.
+    """
+    return [
+        "# point patchworks (or PatchworksClient.from_env()) at this server:",
+        f"unset {ENV_VARS['email']} {ENV_VARS['password']}",
+        *(f"export {ENV_VARS[name]}={shlex.quote(value)}" for name, value in settings.items()),
+    ]
+
+
+def _reason(exc: OSError) -> str:
+    """Why a socket call failed, without asyncio's restatement of the address."""
+    if isinstance(exc, socket.gaierror) or not exc.errno:
+        return exc.strerror or str(exc)
+    return os.strerror(exc.errno)
 
 
 # ---------------------------------------------------------------------------- flows list
@@ -180,15 +232,20 @@ def flows_list_command(args: argparse.Namespace) -> int:
 
 
 async def _list_flows(args: argparse.Namespace) -> int:
-    """List the flows; the table is printed only once the client is closed."""
+    """List the flows: JSON Lines, tab-separated lines when stdout is not a terminal (both
+    streamed a page at a time), or a table on a terminal, printed once the client is closed.
+    """
     async with client_from_options(args) as pw:
         flows = pw.flows.list(**_list_options(args))
         if args.json:
-            await _print_flow_lines(flows)
+            await _stream_flows(flows, lambda flow: json_line(model_as_dict(flow)))
+            return EXIT_OK
+        if not stdout_is_terminal():
+            header = tsv_line(FLOW_COLUMNS)
+            await _stream_flows(flows, lambda flow: tsv_line(flow_cells(flow)), header)
             return EXIT_OK
         table = flows_table()
-        console = stderr_console()
-        with progress(console, show=console.is_terminal) as bar:
+        with progress(stderr_console(), show=interactive()) as bar:
             task = bar.add_task("flows", total=None, count="0 flows", rate="", note="")
             count = 0
             async with contextlib.aclosing(flows.pages()) as pages:
@@ -223,11 +280,23 @@ def _list_options(args: argparse.Namespace) -> ListOptions:
     return options
 
 
-async def _print_flow_lines(flows: AsyncPaginator[Flow]) -> None:
-    """One JSON line per flow, printed a page at a time, as each page arrives."""
+async def _stream_flows(
+    flows: AsyncPaginator[Flow], line: Callable[[Flow], str], header: str | None = None
+) -> None:
+    """One line per flow, printed a page at a time, as each page arrives.
+
+    Args:
+        flows: The listing.
+        line: A flow as one line.
+        header: A first line, printed with the first page (so not before the first
+            request has succeeded).
+    """
     async with contextlib.aclosing(flows.pages()) as pages:
         async for page in pages:
-            lines = [json_line(model_as_dict(flow)) for flow in page.items]
+            lines = [line(flow) for flow in page.items]
+            if header is not None:
+                lines.insert(0, header)
+                header = None
             if lines:
                 print("\n".join(lines), flush=True)
 
@@ -236,7 +305,8 @@ async def _print_flow_lines(flows: AsyncPaginator[Flow]) -> None:
 
 
 def runs_command(args: argparse.Namespace) -> int:
-    """``runs get`` and ``runs wait``; ``wait`` exits 1 unless the run succeeded."""
+    """``runs get`` and ``runs wait``; ``wait`` exits 1 unless the run succeeded (and
+    ``main`` exits 5 when it gave up waiting)."""
     return asyncio.run(_show_run(args))
 
 
@@ -260,9 +330,7 @@ async def _show_run(args: argparse.Namespace) -> int:
 
 async def _wait_for_run(pw: PatchworksClient, args: argparse.Namespace) -> FlowRun:
     """Poll until the run finishes; a spinner on a terminal, unless the output is JSON."""
-    console = stderr_console()
-    waiting = console.is_terminal and not args.json
-    with progress(console, show=waiting) as bar:
+    with progress(stderr_console(), show=interactive() and not args.json) as bar:
         bar.add_task(f"waiting for flow run {args.run}", total=None, count="", rate="", note="")
         return await pw.flow_runs.wait(args.run, timeout=args.wait_timeout, poll_interval=args.poll)
 

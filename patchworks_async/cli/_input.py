@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import os
 import stat
@@ -211,27 +212,47 @@ def _check_line(
 
 
 def open_input(name: str) -> tuple[int, bool, int | None]:
-    """The descriptor to read, whether it is ours to close, and its size if a regular file."""
+    """The descriptor to read, whether it is ours to close, and its size if a regular file.
+
+    Raises:
+        UsageError: There is no stdin, or the file cannot be opened, or it is a directory
+            (which opens, and fails only at the first read).
+    """
     if name == "-":
         if sys.stdin is None:
             raise UsageError("no stdin to read the payload from: give a FILE")
-        fd, owned = sys.stdin.fileno(), False
+        try:
+            fd, owned = sys.stdin.fileno(), False
+        except (OSError, ValueError):  # closed, or not a real file (an embedding's stdin)
+            raise UsageError("no stdin to read the payload from: give a FILE") from None
     else:
         try:
             fd, owned = os.open(name, os.O_RDONLY), True
         except OSError as exc:
-            raise UsageError(f"cannot read {name}: {exc.strerror}") from None
+            raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
     info = os.fstat(fd)
+    if stat.S_ISDIR(info.st_mode):
+        if owned:
+            os.close(fd)
+        raise UsageError(f"cannot read {input_label(name)}: {os.strerror(errno.EISDIR)}")
     size = info.st_size if stat.S_ISREG(info.st_mode) else None
     return fd, owned, size
 
 
 def read_one_payload(fd: int, name: str, limit: int) -> str:
-    """The whole input as one payload; refuses (without reading on) what cannot fit."""
+    """The whole input as one payload; refuses (without reading on) what cannot fit.
+
+    Raises:
+        PayloadTooLargeError: The input is larger than one start may be.
+        UsageError: The input cannot be read, or is not UTF-8 text.
+    """
     parts: list[bytes] = []
     size = 0
     while size <= limit:
-        chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+        try:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+        except OSError as exc:
+            raise UsageError(f"cannot read {input_label(name)}: {exc.strerror or exc}") from None
         if not chunk:
             break
         parts.append(chunk)

@@ -8,9 +8,11 @@ cannot see (credentials, a file that cannot be opened) is checked by the command
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import TYPE_CHECKING, TypeAlias
 
-from .. import FlowRunStatus
+from .. import FlowRunStatus, __version__
+from ._exit import EXIT_STATUSES
 
 if TYPE_CHECKING:
     # What add_subparsers() returns: argparse names its class privately, typeshed spells it.
@@ -24,13 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="patchworks",
         description="Command line for the Patchworks iPaaS API.",
-        epilog=(
-            "Credentials and URLs default to PATCHWORKS_API_KEY (or PATCHWORKS_EMAIL and "
-            "PATCHWORKS_PASSWORD), PATCHWORKS_CORE_URL, PATCHWORKS_START_URL and "
-            "PATCHWORKS_LOGIN_URL. Exit status: 0 success, 1 API error or failed item, "
-            "2 usage or configuration error, 130 interrupted."
-        ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _common_options(parser)
     _api_options(parser, wait_timeout=False)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_demo(commands)
@@ -38,6 +38,33 @@ def build_parser() -> argparse.ArgumentParser:
     _add_flows(commands)
     _add_runs(commands)
     return parser
+
+
+def _epilog() -> str:
+    """Where the credentials come from, and every exit status with what it means."""
+    where = textwrap.fill(
+        "Credentials and URLs default to PATCHWORKS_API_KEY (or PATCHWORKS_EMAIL and "
+        "PATCHWORKS_PASSWORD), PATCHWORKS_CORE_URL, PATCHWORKS_START_URL and "
+        "PATCHWORKS_LOGIN_URL. Output is plain text (tab-separated tables, no colour, no "
+        "progress) unless stdout is a terminal.",
+        width=88,
+    )
+    statuses = "\n".join(
+        textwrap.fill(meaning, width=88, initial_indent=f"  {status:<5}", subsequent_indent=" " * 7)
+        for status, meaning in EXIT_STATUSES
+    )
+    return f"{where}\n\nexit status:\n{statuses}"
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    """``-v``, accepted before the command and after it (its default is "absent")."""
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=argparse.SUPPRESS,
+        help="show the client's retries and 429 pauses on stderr; -vv every request too",
+    )
 
 
 def _add_demo(commands: _Commands) -> None:
@@ -51,6 +78,7 @@ def _add_demo(commands: _Commands) -> None:
             "and the rate against the limit."
         ),
     )
+    _common_options(demo)
     demo.add_argument("--starts", type=_positive_int, default=300, help="flow starts to push (300)")
     demo.add_argument(
         "--requests", type=_positive_int, default=60, help="the account's limit per window (60)"
@@ -67,11 +95,15 @@ def _add_fake_server(commands: _Commands) -> None:
         help="serve FakePatchworks on a port until interrupted",
         description=(
             "Serve FakePatchworks on loopback until Ctrl-C or SIGTERM. Once it listens, one "
-            "JSON line with core_url, start_url, login_url and api_key is printed to stdout."
+            "JSON line with core_url, start_url, login_url and api_key is printed to stdout, "
+            "then the export lines that point the command line (or "
+            "PatchworksClient.from_env()) at it: on stdout when it is a terminal, else on "
+            "stderr, so stdout stays one JSON line for a tool to read."
         ),
     )
+    _common_options(server)
     server.add_argument("--host", default="127.0.0.1", help="interface (127.0.0.1)")
-    server.add_argument("--port", type=int, default=8080, help="port, 0 for any free one (8080)")
+    server.add_argument("--port", type=_port, default=8080, help="port, 0 for any free one (8080)")
     server.add_argument(
         "--requests", type=_positive_int, default=240, help="requests per window (240)"
     )
@@ -87,6 +119,11 @@ def _add_fake_server(commands: _Commands) -> None:
         default=0.0,
         metavar="S|LO,HI",
         help="seconds added to every request, or LO,HI for uniform jitter (0)",
+    )
+    server.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the JSON line, not the export lines for a shell (for programs)",
     )
     server.add_argument(
         "--queue-delay",
@@ -124,6 +161,7 @@ def _add_flows_list(flow_commands: _Commands) -> None:
         help="list the account's flows",
         description="List flows as a table, or as JSON Lines with --json.",
     )
+    _common_options(listing)
     _api_options(listing, wait_timeout=False)
     _rate_options(listing)
     listing.add_argument(
@@ -155,12 +193,15 @@ def _add_flows_start(flow_commands: _Commands) -> None:
         "start",
         help="start a flow once, or once per line of a JSON Lines file",
         description=(
-            "Start FLOW with the payload in FILE (or stdin), sent verbatim as a string; with "
-            "--jsonl, once per non-blank line of FILE, each line checked to be JSON and sent "
-            "as written. The input is read as it is needed, never whole. With --journal a "
-            "re-run skips what started and never resends what may have started."
+            "Start FLOW with the payload in FILE (or stdin), sent verbatim as a string, and "
+            "print the summary and the run id; with --jsonl, once per non-blank line of "
+            "FILE, each line checked to be JSON and sent as written. The input is read as "
+            "it is needed, never whole. With --journal a re-run skips what started and "
+            "never resends what may have started. Exit 3 if any item may have started, "
+            "else 1 if any failed."
         ),
     )
+    _common_options(start)
     _api_options(start, wait_timeout=False)
     _rate_options(start)
     start.add_argument("flow", type=_positive_int, metavar="FLOW", help="the flow id")
@@ -206,6 +247,7 @@ def _add_runs(commands: _Commands) -> None:
     runs = commands.add_parser("runs", help="read flow runs and wait for them")
     run_commands = runs.add_subparsers(dest="action", required=True, metavar="ACTION")
     get = run_commands.add_parser("get", help="show a flow run")
+    _common_options(get)
     _api_options(get, wait_timeout=False)
     _rate_options(get)
     get.add_argument("run", type=_positive_int, metavar="RUN", help="the flow run id")
@@ -213,8 +255,12 @@ def _add_runs(commands: _Commands) -> None:
     wait = run_commands.add_parser(
         "wait",
         help="wait for a flow run to finish",
-        description="Poll a run until it finishes. Exit 0 if it succeeded, 1 otherwise.",
+        description=(
+            "Poll a run until it finishes. Exit 0 if it succeeded, 1 if it did not, 5 if it "
+            "was still running after --timeout."
+        ),
     )
+    _common_options(wait)
     _api_options(wait, wait_timeout=True)
     _rate_options(wait)
     wait.add_argument("run", type=_positive_int, metavar="RUN", help="the flow run id")
@@ -297,6 +343,17 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {text}")
     return value
 
 

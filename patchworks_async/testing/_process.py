@@ -170,6 +170,7 @@ async def fake_patchworks_process(*options: str) -> AsyncIterator[RemoteFake]:
         "fake-server",
         "--port",
         "0",
+        "--quiet",  # the JSON line only: no export lines in the caller's output
         *options,
         stdout=asyncio.subprocess.PIPE,
     )

@@ -2,8 +2,11 @@
 
 Most tests run ``python -m patchworks_async`` in a subprocess (no terminal: plain output)
 against ``patchworks fake-server`` in another process, and read what the server saw from
-``GET /_fake/state``. A few call ``main()`` in a worker thread against an in-process fake,
-where a setting of the fake (a run that never ends, a run that fails) is needed.
+``GET /_fake/state``. A few give the command a pseudo-terminal, to see what a person at a
+terminal sees. A few call ``main()`` in a worker thread against an in-process fake, where
+a setting of the fake (a run that never ends, a run that fails) is needed.
+
+Broken input of every kind, command by command, is in ``test_cli_errors.py``.
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ import asyncio
 import contextlib
 import json
 import os
+import pty
 import re
+import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from patchworks_async import FlowRunStatus, PatchworksClient
+from patchworks_async import FlowRunStatus, PatchworksClient, __version__
 from patchworks_async.cli import main
 from patchworks_async.cli._input import PayloadSource, json_lines
 from patchworks_async.testing import FakePatchworks, RemoteFake, fake_patchworks_process
@@ -102,6 +108,78 @@ def one_error_line(stderr: str) -> str:
     return lines[0]
 
 
+@contextlib.contextmanager
+def refusing_url() -> Iterator[str]:
+    """A URL on loopback where nothing listens: a port held (bound, never listening) for
+    the duration, so no other test can take it and every connection is refused."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{held.getsockname()[1]}/api/v1"
+
+
+def read_terminal(master: int, *, lines: int | None = None) -> str:
+    """What a command wrote to a pseudo-terminal: ``lines`` lines, or all until it closes.
+
+    The terminal turns each newline into CRLF; the text comes back with plain newlines.
+    """
+    data = b""
+    while lines is None or data.count(b"\n") < lines:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: every writer has closed the terminal
+            break
+        if not chunk:
+            break
+        data += chunk
+    return data.decode().replace("\r\n", "\n")
+
+
+# ---------------------------------------------------------------------------- every command
+
+
+def test_version_is_the_packages() -> None:
+    result = cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"patchworks {__version__}\n"
+
+
+def test_help_lists_every_exit_status() -> None:
+    result = cli("--help")
+    assert result.returncode == 0, result.stderr
+    epilog = result.stdout.split("exit status:\n")[1]
+    assert re.findall(r"^  (\d+) +(\w+)", epilog, re.MULTILINE) == [
+        ("0", "success"),
+        ("1", "failed"),
+        ("2", "usage"),
+        ("3", "unknown"),
+        ("4", "authentication"),
+        ("5", "timeout"),
+        ("130", "interrupted"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "command", [("flows", "list"), ("flows", "start"), ("runs", "get"), ("runs", "wait")]
+)
+def test_every_api_command_takes_the_rate_limit_and_verbose(command: tuple[str, ...]) -> None:
+    result = cli(*command, "--help")
+    assert result.returncode == 0, result.stderr
+    for option in ("--requests N", "--per S", "--verbose"):
+        assert option in result.stdout
+
+
+def test_retries_are_shown_with_verbose_one_line_each(server: dict[str, str]) -> None:
+    """Quiet by default (one error line); with -v each retry is a ``warning:`` line."""
+    with refusing_url() as url:
+        result = cli("flows", "list", "-v", "--core-url", url, env=server_env(server))
+    assert result.returncode == 1
+    *warnings, error = result.stderr.splitlines()
+    assert warnings
+    assert all(re.match(r"warning: GET \S+ failed \(.*\); retry \d in ", w) for w in warnings)
+    assert error.startswith("error: cannot reach the server: ")
+    assert "Traceback" not in result.stderr
+
+
 # ---------------------------------------------------------------------------- demo, fake-server
 
 
@@ -115,6 +193,63 @@ def test_the_demo_keeps_the_limit_and_says_so() -> None:
     assert "\x1b" not in result.stdout
     assert result.stderr == ""
     assert len(result.stdout.splitlines()) == 2
+
+
+def test_fake_server_says_how_to_point_the_cli_at_it(tmp_path: Path) -> None:
+    """stdout is one JSON line for tools; the export lines, on stderr, work when pasted,
+    even with a login left in the environment."""
+    with subprocess.Popen(
+        [*COMMAND, "fake-server", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        try:
+            ready = json.loads(process.stdout.readline())
+            pasted = [process.stderr.readline() for _ in range(6)]
+            (tmp_path / "env.sh").write_text("".join(pasted))
+            env = clean_env() | {"PATCHWORKS_EMAIL": "left@over", "PATCHWORKS_PASSWORD": "x"}
+            command = " ".join(shlex.quote(part) for part in COMMAND)
+            listed = subprocess.run(
+                ["sh", "-c", f". ./env.sh && exec {command} flows list --json"],
+                cwd=tmp_path, capture_output=True, text=True, env=env, timeout=60, check=False,
+            )  # fmt: skip
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0
+        assert process.stdout.read() == ""  # nothing but the JSON line
+        assert process.stderr.read() == ""
+    assert pasted[0].startswith("#")
+    assert f"export PATCHWORKS_API_KEY={ready['api_key']}\n" in pasted
+    assert f"export PATCHWORKS_CORE_URL={ready['core_url']}\n" in pasted
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout.splitlines()[0])["id"] == 101
+
+
+def test_fake_server_on_a_terminal_prints_the_export_lines_after_the_json() -> None:
+    master, terminal = pty.openpty()
+    with subprocess.Popen(
+        [*COMMAND, "fake-server", "--port", "0"],
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    ) as process:
+        os.close(terminal)
+        try:
+            first, *exports = read_terminal(master, lines=7).splitlines()
+        finally:
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=30) == 0
+            os.close(master)
+        assert process.stderr is not None
+        assert process.stderr.read() == ""
+    ready = json.loads(first)
+    names = ("api_key", "core_url", "start_url", "login_url")
+    assert exports[2:] == [f"export PATCHWORKS_{name.upper()}={ready[name]}" for name in names]
 
 
 async def test_fake_server_serves_until_interrupted() -> None:
@@ -157,15 +292,35 @@ def test_flows_list_json_is_json_lines(server: dict[str, str]) -> None:
     assert seeded["deployed_version_id"] == 9001
 
 
-def test_flows_list_shows_a_table(server: dict[str, str]) -> None:
+def test_flows_list_piped_is_tab_separated(server: dict[str, str]) -> None:
+    """Not a terminal: a header and one row per flow, tab-separated, no box, no colour."""
     result = cli(
         "flows", "list", "--filter", "id=101", "--sort=-name", "--max", "5",
         env=server_env(server),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "Orders to ERP" in result.stdout
-    assert "deployed_version_id" in result.stdout
-    assert "\x1b" not in result.stdout
+    assert result.stdout.splitlines() == [
+        "id\tname\tenabled_at\tdeployed_version_id",
+        "101\tOrders to ERP\t2026-01-01T00:00:00+00:00\t9001",
+    ]
+    assert result.stderr == ""
+
+
+def test_flows_list_on_a_terminal_is_a_table(server: dict[str, str]) -> None:
+    master, terminal = pty.openpty()
+    env = server_env(server) | {"PYTHONIOENCODING": "utf-8"}
+    with subprocess.Popen(
+        [*COMMAND, "flows", "list", "--filter", "id=101"],
+        stdout=terminal,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as process:
+        os.close(terminal)
+        shown = read_terminal(master)
+        os.close(master)
+        assert process.wait(timeout=30) == 0
+    assert "\u2503" in shown  # rich's box drawing: a heavy vertical line
+    assert re.search(r"\u2502 101 +\u2502 Orders to ERP +\u2502", shown)
 
 
 # ---------------------------------------------------------------------------- flows start
@@ -175,10 +330,47 @@ def test_one_payload_from_stdin_is_sent_verbatim(server: dict[str, str]) -> None
     payload = '<order id="stdin-1">naïve & "quoted"</order>\n'
     result = cli("flows", "start", "101", "9001", env=server_env(server), stdin=payload)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("started 1 | failed 0 | unknown 0 | skipped 0 | not sent 0 | 1 item in")
+    assert result.stdout.startswith(
+        "started 1 | failed 0 | unknown 0 | skipped 0 | not sent 0 | 1 item in"
+    )
     [start] = starts_of(server, "stdin-1")
     assert start["payload"] == payload
     assert (start["flow_id"], start["version_id"]) == (101, 9001)
+
+
+def test_a_single_start_prints_its_run_id(server: dict[str, str]) -> None:
+    result = cli("flows", "start", "101", "9001", env=server_env(server), stdin="run-id-1")
+    assert result.returncode == 0, result.stderr
+    summary, run = result.stdout.splitlines()
+    assert summary.startswith("started 1 | failed 0 |")
+    [start] = starts_of(server, "run-id-1")
+    assert run == f"run {start['run_id']}"
+    assert result.stderr == ""
+
+
+def test_stdin_on_a_terminal_is_announced(server: dict[str, str]) -> None:
+    """Reading a payload a person must type says so, instead of seeming to hang."""
+    master, terminal = pty.openpty()
+    with subprocess.Popen(
+        [*COMMAND, "flows", "start", "101", "9001"],
+        stdin=terminal,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=server_env(server),
+    ) as process:
+        os.close(terminal)
+        assert process.stderr is not None
+        hint = process.stderr.readline()  # said before it reads
+        os.write(master, b"typed-1\n\x04")  # Ctrl-D on a line of its own: the end
+        out, err = process.communicate(timeout=30)
+        os.close(master)
+    assert hint.startswith("reading the payload from stdin: end with Ctrl-D")
+    assert process.returncode == 0, err
+    assert err == ""
+    [start] = starts_of(server, "typed-1")
+    assert start["payload"] == "typed-1\n"
+    assert out.splitlines()[1] == f"run {start['run_id']}"
 
 
 def test_one_payload_from_a_file_and_another_version(
@@ -212,7 +404,9 @@ def test_jsonl_bad_line_fails_alone(server: dict[str, str], tmp_path: Path) -> N
         env=server_env(server),
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
-    assert result.stdout.startswith("started 3 | failed 1 | unknown 0 | skipped 0 | not sent 0 | 4 items in")
+    assert result.stdout.startswith(
+        "started 3 | failed 1 | unknown 0 | skipped 0 | not sent 0 | 4 items in"
+    )
     assert "item 1 (line 3): failed: line 3 is not JSON" in result.stdout
     sent = sorted(start["payload"] for start in starts_of(server, "jsonl-"))
     # Each good line is sent as written, once checked to be JSON.
@@ -378,24 +572,56 @@ async def test_a_stopped_batch_resumes_with_everything_sent_once(tmp_path: Path)
     )
 
 
-def test_a_start_url_that_answers_html_is_unknown_not_started(
-    server: dict[str, str], tmp_path: Path
-) -> None:
-    """A wrong --start-url whose server says 200 with a page: unknown, exit 1."""
+@pytest.fixture(scope="module")
+def html_portal() -> Iterator[str]:
+    """The URL of a server that answers every POST with 200 and a web page."""
     with subprocess.Popen(
         [sys.executable, "-c", HTML_PORTAL], stdout=subprocess.PIPE, text=True
     ) as portal:
         try:
             assert portal.stdout is not None
-            url = portal.stdout.readline().strip()
-            result = cli(
-                "flows", "start", "101", "9001", "--jsonl", "--start-url", url,
-                env=server_env(server), stdin='"a"\n"b"\n"c"\n',
-            )  # fmt: skip
+            yield portal.stdout.readline().strip()
         finally:
             portal.terminate()
-    assert result.returncode == 1, result.stderr
+
+
+def test_a_start_url_that_answers_html_is_unknown_not_started(
+    server: dict[str, str], html_portal: str
+) -> None:
+    """A wrong --start-url whose server says 200 with a page: unknown, exit 3."""
+    result = cli(
+        "flows", "start", "101", "9001", "--jsonl", "--start-url", html_portal,
+        env=server_env(server), stdin='"a"\n"b"\n"c"\n',
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
     assert result.stdout.startswith("started 0 | failed 0 | unknown 3 |")
+    assert result.stderr == (
+        "3 item(s) may have started: check their flow runs before sending them again\n"
+    )
+
+
+def test_failed_and_unknown_items_exit_as_unknown(server: dict[str, str], html_portal: str) -> None:
+    """Unknown is the more serious: those items may have started."""
+    result = cli(
+        "flows", "start", "101", "9001", "--jsonl", "--start-url", html_portal,
+        env=server_env(server), stdin='"a"\nnot json\n"c"\n',
+    )  # fmt: skip
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.startswith("started 0 | failed 1 | unknown 2 |")
+
+
+def test_a_single_start_that_may_have_started_says_so_in_one_error_line(
+    server: dict[str, str], html_portal: str
+) -> None:
+    result = cli(
+        "flows", "start", "101", "9001", "--start-url", html_portal,
+        env=server_env(server), stdin="single-unknown",
+    )  # fmt: skip
+    assert result.returncode == 3
+    assert result.stdout.startswith("started 0 | failed 0 | unknown 1 |")
+    assert one_error_line(result.stderr).endswith(
+        "(it may have started: check its flow runs before sending it again)"
+    )
 
 
 HTML_PORTAL = """
@@ -464,7 +690,7 @@ async def test_runs_wait_gives_up_at_its_timeout(
         "runs", "wait", str(started.id), "--timeout", "0.2", "--poll", "0.05",
         fake=never_ending,
     )  # fmt: skip
-    assert status == 1
+    assert status == 5
     assert "still running after 0.2 s" in one_error_line(capsys.readouterr().err)
 
 
@@ -498,7 +724,7 @@ def test_a_bad_api_key_is_one_line_without_the_key(
     env = server_env(server)
     env["PATCHWORKS_API_KEY"] = "not-the-key-s3cr3t"
     result = cli(*argv, env=env, stdin=stdin)
-    assert result.returncode == 1
+    assert result.returncode == 4
     assert "401" in one_error_line(result.stderr)
     assert "s3cr3t" not in result.stdout + result.stderr
 
