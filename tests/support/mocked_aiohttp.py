@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +10,9 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 from yarl import URL
+
+_TAKES_STREAM_WRITER = "stream_writer" in inspect.signature(aiohttp.ClientResponse).parameters
+"""aiohttp 3.14 added the argument; older releases (down to the declared floor) refuse it."""
 
 
 class _WriterDone:
@@ -22,7 +26,8 @@ class _MockedResponse(aiohttp.ClientResponse):
     aiohttp 3.14 requires (pnuckowski/aioresponses#289); supply one."""
 
     def __init__(self, method: str, url: URL, **kwargs: Any) -> None:
-        kwargs.setdefault("stream_writer", _WriterDone())
+        if _TAKES_STREAM_WRITER:
+            kwargs.setdefault("stream_writer", _WriterDone())
         super().__init__(method, url, **kwargs)
 
 
