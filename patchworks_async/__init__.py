@@ -48,7 +48,7 @@ from ._outcomes import StartResult, StartStatus
 from ._pagination import AsyncPaginator, ListOptions, Page
 from ._payload import encode_start_body, stringify_payload
 from ._protocol import RateLimitStatus
-from ._ratelimit import InProcessRateLimiter, RateLimiter
+from ._ratelimit import Grant, InProcessRateLimiter, RateLimiter
 from ._starts import FlowRunStarted
 from ._version import __version__
 from .resources.flow_runs import FlowRun, FlowRunLog, FlowRunStatus
@@ -100,6 +100,7 @@ __all__ = [
     "FlowRunStarted",
     "FlowRunStatus",
     "FlowVersion",
+    "Grant",
     "InProcessRateLimiter",
     "JournalMismatchError",
     "ListOptions",
