@@ -469,7 +469,7 @@ async def test_an_interrupted_batch_reports_and_keeps_the_journal(
     assert b"interrupted" in err
     assert b"started 3 | failed 0 | unknown 0 | skipped 0 | not sent 0" in err
     assert b"Traceback" not in err
-    with sqlite3.connect(journal) as db:
+    with contextlib.closing(sqlite3.connect(journal)) as db:
         assert db.execute("SELECT state, COUNT(*) FROM items GROUP BY state").fetchall() == [
             ("started", 3)
         ]
