@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import math
 
 import pytest
 
 from patchworks_async import (
+    InProcessRateLimiter,
     OutcomeUnknownError,
     RateLimitError,
     RateLimits,
+    RequestKind,
     RetryPolicy,
     ServerError,
     TimeoutError,
@@ -63,22 +66,32 @@ class TestRateLimits:
         assert sum(run.manual for run in fake.starts) == 5
 
     async def test_a_caller_cancelled_while_waiting_for_a_token_sends_nothing(self) -> None:
+        # Two tokens a minute, both spent at once: the next three callers wait a minute at
+        # least, so nothing but their cancellation can end their wait during the test.
+        limits = RateLimits(requests=2, per=60.0)
+        limiter = InProcessRateLimiter(limits, burst=2)
         async with (
-            FakePatchworks() as fake,
-            client_for(fake, rate_limits=RateLimits(requests=2, per=1.0)) as pw,
+            FakePatchworks(requests_per_window=2, window=60.0) as fake,
+            client_for(fake, limiter=limiter) as pw,
         ):
-            tasks = [asyncio.create_task(pw.flows.start(101, 9001, f"#{i}")) for i in range(5)]
-            await asyncio.sleep(0.2)  # two went out at once; three wait for tokens
-            for task in tasks[2:]:
+            await asyncio.gather(*(pw.flows.start(101, 9001, f"#{i}") for i in range(2)))
+            next_token = limiter.estimated_wait(RequestKind.START)
+            assert next_token is not None
+            assert next_token > 30
+            tasks = [asyncio.create_task(pw.flows.start(101, 9001, f"#{i}")) for i in range(3)]
+            # Let all three queue (each adds a token's interval to the estimate), then cancel.
+            all_queued = next_token + 2.5 * limits.per / limits.requests
+            while (limiter.estimated_wait(RequestKind.START) or 0) < all_queued:  # noqa: ASYNC110
+                await asyncio.sleep(0)
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.sleep(0.7)
-            assert len(fake.starts) == 2
-            # The cancelled callers left no capacity stranded: the next start goes at once.
-            loop = asyncio.get_running_loop()
-            before = loop.time()
-            await pw.flows.start(101, 9001, "after")
-            assert loop.time() - before < 0.5
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            assert all(isinstance(o, asyncio.CancelledError) for o in outcomes)
+            # The cancelled callers left no token stranded: the next one is no later than
+            # it was before they queued.
+            assert (limiter.estimated_wait(RequestKind.START) or math.inf) <= next_token
+        assert len(fake.starts) == 2
+        assert [r.route for r in fake.received] == ["start", "start"]
 
     async def test_a_server_that_keeps_refusing_raises_rate_limit_error(self) -> None:
         async with (
