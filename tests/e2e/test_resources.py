@@ -195,7 +195,7 @@ class TestFlowOperations:
 class TestFlowRuns:
     async def test_a_started_run_can_be_read_and_waited_for(self) -> None:
         # /start queues (PATCHWORKS_API.md): no queue delay, so the run can be read at once.
-        async with FakePatchworks(run_duration=0.3, queue_delay=0) as fake, client_for(
+        async with FakePatchworks(run_duration=30, queue_delay=0) as fake, client_for(
             fake, rate_limits=FAST
         ) as pw:
             started = await pw.flows.start(101, 9001, "x")
@@ -203,6 +203,7 @@ class TestFlowRuns:
             run = await pw.flow_runs.get(started.id)
             assert run.status is FlowRunStatus.STARTED
             assert not run.finished
+            fake.advance(29.8)  # the run finishes while wait() polls
             done = await pw.flow_runs.wait(started.id, timeout=5, poll_interval=0.1)
         assert done.status is FlowRunStatus.SUCCESS
         assert done.finished_at is not None

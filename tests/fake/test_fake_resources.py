@@ -8,7 +8,6 @@ injected clock; every route is then exercised over real sockets with a plain
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import re
@@ -786,7 +785,7 @@ async def test_runs_are_created_by_starts_and_finish_after_run_duration(
     session: aiohttp.ClientSession,
 ) -> None:
     # /start queues (PATCHWORKS_API.md): queue_delay=0 makes it a run on the next read.
-    async with FakePatchworks(run_duration=0.2, run_outcome=3, queue_delay=0) as server:
+    async with FakePatchworks(run_duration=30.0, run_outcome=3, queue_delay=0) as server:
         run_id = await start(session, server, "start", '{"é": 1}')
         manual_id = await start(session, server, "manual/9002", "<x/>")
         status, _, body = await api(session, server, "GET", f"/flow-runs/{run_id}")
@@ -812,11 +811,11 @@ async def test_runs_are_created_by_starts_and_finish_after_run_duration(
         assert started > dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
         manual = server.flow_runs[manual_id]
         assert (manual["trigger"], manual["flow_version_id"]) == ("Manual", 9002)
-        await asyncio.sleep(0.25)
+        server.advance(30.0)
         _, _, body = await api(session, server, "GET", f"/flow-runs/{run_id}")
         assert body["data"]["status"] == 3
         finished = dt.datetime.fromisoformat(body["data"]["finished_at"])
-        assert finished - started == dt.timedelta(milliseconds=200)
+        assert finished - started == dt.timedelta(seconds=30)
         assert server.flow_runs[manual_id]["status"] == 3
 
 
