@@ -12,6 +12,8 @@ import pytest
 from patchworks_async import AsyncPaginator, ConfigurationError, Flow, UnexpectedResponseError
 from patchworks_async._pagination import list_params, parse_page
 
+from ..support.virtual_time import run_in_virtual_time
+
 
 class TestListParams:
     def test_filters_lists_booleans_and_datetimes(self) -> None:
@@ -175,18 +177,21 @@ class TestStreaming:
             (3, 3, 1),
         ]
 
-    async def test_breaking_early_sends_no_further_request_and_leaves_no_task(
+    def test_breaking_early_sends_no_further_request_and_leaves_no_task(
         self, prefetch: bool
     ) -> None:
-        source = PageSource(100, delay=0.01)
-        async for flow in source.paginator(prefetch=prefetch):
-            if flow.id == 2:  # on page 2
-                break
-        gc.collect()
-        await asyncio.sleep(0.05)  # let the loop finalise the abandoned generator
-        assert source.requested == ([1, 2, 3] if prefetch else [1, 2])
-        assert source.in_flight == 0
-        assert asyncio.all_tasks() == {asyncio.current_task()}
+        async def scenario() -> None:
+            source = PageSource(100, delay=0.01)
+            async for flow in source.paginator(prefetch=prefetch):
+                if flow.id == 2:  # on page 2
+                    break
+            gc.collect()
+            await asyncio.sleep(0.05)  # let the loop finalise the abandoned generator
+            assert source.requested == ([1, 2, 3] if prefetch else [1, 2])
+            assert source.in_flight == 0
+            assert asyncio.all_tasks() == {asyncio.current_task()}
+
+        run_in_virtual_time(scenario())
 
     async def test_async_with_closes_at_once(self, prefetch: bool) -> None:
         source = PageSource(100, delay=0.01)
@@ -196,7 +201,7 @@ class TestStreaming:
         assert source.in_flight == 0
         assert asyncio.all_tasks() == {asyncio.current_task()}
 
-    async def test_cancelling_the_consumer_mid_page_leaves_nothing_running(
+    def test_cancelling_the_consumer_mid_page_leaves_nothing_running(
         self, prefetch: bool
     ) -> None:
         source = PageSource(100, delay=0.01)
@@ -208,16 +213,19 @@ class TestStreaming:
                     seen.append(flow.id)
                     await asyncio.sleep(0.005)  # working on each item
 
-        task = asyncio.create_task(consume())
-        await asyncio.sleep(0.035)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        requested = len(source.requested)
-        await asyncio.sleep(0.05)
-        assert len(source.requested) == requested
-        assert source.in_flight == 0
-        assert asyncio.all_tasks() == {asyncio.current_task()}
+        async def scenario() -> None:
+            task = asyncio.create_task(consume())
+            await asyncio.sleep(0.035)  # mid-page: pages of 2 items take 0.02 s each
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            requested = len(source.requested)
+            await asyncio.sleep(0.05)
+            assert len(source.requested) == requested
+            assert source.in_flight == 0
+            assert asyncio.all_tasks() == {asyncio.current_task()}
+
+        run_in_virtual_time(scenario())
         assert seen == list(range(len(seen)))
 
     async def test_max_items_zero_sends_nothing(self, prefetch: bool) -> None:
@@ -226,13 +234,17 @@ class TestStreaming:
         assert source.requested == []
 
 
-async def test_prefetch_overlaps_the_next_request_with_the_callers_work() -> None:
-    source = PageSource(6, delay=0.01)
-    overlapped = 0
-    async for _page in source.paginator(prefetch=True).pages():
-        await asyncio.sleep(0.005)  # work, during which the next page is on its way
-        overlapped += source.in_flight
-    assert overlapped == 2  # pages 2 and 3 were in flight while pages 1 and 2 were handled
+def test_prefetch_overlaps_the_next_request_with_the_callers_work() -> None:
+    async def scenario() -> int:
+        source = PageSource(6, delay=0.01)
+        overlapped = 0
+        async for _page in source.paginator(prefetch=True).pages():
+            await asyncio.sleep(0.005)  # work, during which the next page is on its way
+            overlapped += source.in_flight
+        return overlapped
+
+    # Pages 2 and 3 were in flight while pages 1 and 2 were handled.
+    assert run_in_virtual_time(scenario()) == 2
 
 
 def test_max_items_must_be_a_non_negative_int() -> None:
