@@ -68,9 +68,7 @@ class TestListingFlows:
         async with client_for(many_flows, rate_limits=FAST) as pw:
             flows = [flow async for flow in pw.flows.list(max_items=7)]
         assert len(flows) == 7
-        assert [(r.query["page"], r.query["per_page"]) for r in many_flows.received] == [
-            ("1", "7")
-        ]
+        assert [(r.query["page"], r.query["per_page"]) for r in many_flows.received] == [("1", "7")]
 
     async def test_filter_sort_and_include_reach_the_server(self, fake: FakePatchworks) -> None:
         fake.add_flow("Disabled one", enabled_at=None)
@@ -98,9 +96,7 @@ class TestListingFlows:
         assert flows == []
         assert len(fake.received) == 1
 
-    async def test_a_bad_per_page_is_refused_before_any_request(
-        self, fake: FakePatchworks
-    ) -> None:
+    async def test_a_bad_per_page_is_refused_before_any_request(self, fake: FakePatchworks) -> None:
         async with client_for(fake) as pw:
             with pytest.raises(ConfigurationError):
                 pw.flows.list(per_page=500)
@@ -195,9 +191,10 @@ class TestFlowOperations:
 class TestFlowRuns:
     async def test_a_started_run_can_be_read_and_waited_for(self) -> None:
         # /start queues (PATCHWORKS_API.md): no queue delay, so the run can be read at once.
-        async with FakePatchworks(run_duration=30, queue_delay=0) as fake, client_for(
-            fake, rate_limits=FAST
-        ) as pw:
+        async with (
+            FakePatchworks(run_duration=30, queue_delay=0) as fake,
+            client_for(fake, rate_limits=FAST) as pw,
+        ):
             started = await pw.flows.start(101, 9001, "x")
             assert started.id is not None
             run = await pw.flow_runs.get(started.id)
@@ -212,9 +209,10 @@ class TestFlowRuns:
 
     async def test_waiting_past_the_timeout_raises_with_the_last_status(self) -> None:
         # /start queues (PATCHWORKS_API.md): no queue delay, so the run is running at once.
-        async with FakePatchworks(run_duration=30, queue_delay=0) as fake, client_for(
-            fake, rate_limits=FAST
-        ) as pw:
+        async with (
+            FakePatchworks(run_duration=30, queue_delay=0) as fake,
+            client_for(fake, rate_limits=FAST) as pw,
+        ):
             started = await pw.flows.start(101, 9001, "x")
             assert started.id is not None
             with pytest.raises(RunWaitTimeoutError) as caught:
@@ -272,9 +270,7 @@ class TestLookups:
             with pytest.raises(NotFoundError):
                 await pw.cross_reference_lookups.get(lookup.id)
 
-    async def test_rows_can_be_added_listed_changed_and_removed(
-        self, fake: FakePatchworks
-    ) -> None:
+    async def test_rows_can_be_added_listed_changed_and_removed(self, fake: FakePatchworks) -> None:
         async with client_for(fake, rate_limits=FAST) as pw:
             lookup = await pw.cross_reference_lookups.create("Countries")
             gb = await pw.cross_reference_lookups.add_value(lookup.id, "GB", "United Kingdom")

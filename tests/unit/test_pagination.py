@@ -201,9 +201,7 @@ class TestStreaming:
         assert source.in_flight == 0
         assert asyncio.all_tasks() == {asyncio.current_task()}
 
-    def test_cancelling_the_consumer_mid_page_leaves_nothing_running(
-        self, prefetch: bool
-    ) -> None:
+    def test_cancelling_the_consumer_mid_page_leaves_nothing_running(self, prefetch: bool) -> None:
         source = PageSource(100, delay=0.01)
         seen: list[int] = []
 
