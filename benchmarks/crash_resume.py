@@ -96,13 +96,15 @@ class Outcome:
     unknown_reached: int
     on_the_wire: int
     sent_after_stop: int
+    late_by: tuple[float, ...] = ()
+    """Seconds after the signal at which each late start arrived."""
 
 
 def env_for(fake: RemoteFake) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATCHWORKS_")}
     env["PATCHWORKS_API_KEY"] = fake.api_key
     for name, url in fake.urls.items():
-        env[f"PATCHWORKS_{name.upper()}"] = url
+        env[f"PATCHWORKS_{name.upper()}"] = str(url)
     return env
 
 
@@ -149,10 +151,14 @@ async def run_trial(fake: RemoteFake, trial: Trial, workdir: Path) -> Outcome:
     starts = Counter(json.loads(run["payload"])["i"] for run in (await fake.state())["starts"])
     final = journal_states(journal)
     doubtful = {index for index, state in final.items() if state in ("unknown", "sending")}
-    late = 0
+    late_by: tuple[float, ...] = ()
     if trial.signum is not signal.SIGKILL:
         deadline = signalled + trial.pace.latency + SLACK
-        late = sum(run["received_at"] > deadline for run in first_run)
+        late_by = tuple(
+            sorted(
+                run["received_at"] - signalled for run in first_run if run["received_at"] > deadline
+            )
+        )
     return Outcome(
         trial=trial,
         duplicates=sum(count > 1 for count in starts.values()),
@@ -160,7 +166,8 @@ async def run_trial(fake: RemoteFake, trial: Trial, workdir: Path) -> Outcome:
         unknown=len(doubtful),
         unknown_reached=sum(1 for index in doubtful if index in starts),
         on_the_wire=on_the_wire,
-        sent_after_stop=late,
+        sent_after_stop=len(late_by),
+        late_by=late_by,
     )
 
 
@@ -236,6 +243,15 @@ async def main() -> None:
             over_wire = any(o.unknown > min(o.on_the_wire, CONCURRENCY) for o in rows)
             if dupes or lost or late or (unknown if not killed else over_wire):
                 failed = True
+    # Each trial with late arrivals, for telling a starved process (every request of the
+    # trial that was on the wire, read late together) from a send after the stop.
+    for o in outcomes:
+        if o.late_by:
+            print(
+                f"late: trial {o.trial.number} ({o.trial.pace.name}, {o.trial.signum.name} "
+                f"after {o.trial.stop_after} results): {len(o.late_by)} starts arrived "
+                f"{o.late_by[0]:.3f} to {o.late_by[-1]:.3f} s after the signal"
+            )
     print("goal met" if not failed else "GOAL NOT MET")
     if failed:
         sys.exit(1)
