@@ -95,9 +95,12 @@ class Outcome:
     unknown: int
     unknown_reached: int
     on_the_wire: int
-    sent_after_stop: int
     late_by: tuple[float, ...] = ()
-    """Seconds after the signal at which each late start arrived."""
+    """Seconds after the signal at which each start sent after the stop arrived."""
+
+    @property
+    def sent_after_stop(self) -> int:
+        return len(self.late_by)
 
 
 def env_for(fake: RemoteFake) -> dict[str, str]:
@@ -166,7 +169,6 @@ async def run_trial(fake: RemoteFake, trial: Trial, workdir: Path) -> Outcome:
         unknown=len(doubtful),
         unknown_reached=sum(1 for index in doubtful if index in starts),
         on_the_wire=on_the_wire,
-        sent_after_stop=len(late_by),
         late_by=late_by,
     )
 
@@ -249,7 +251,7 @@ async def main() -> None:
         if o.late_by:
             print(
                 f"late: trial {o.trial.number} ({o.trial.pace.name}, {o.trial.signum.name} "
-                f"after {o.trial.stop_after} results): {len(o.late_by)} starts arrived "
+                f"after {o.trial.stop_after} results): {o.sent_after_stop} starts arrived "
                 f"{o.late_by[0]:.3f} to {o.late_by[-1]:.3f} s after the signal"
             )
     print("goal met" if not failed else "GOAL NOT MET")
